@@ -1,0 +1,106 @@
+//! `/admin/…`: dead letters over HTTP, only when `ADMIN_TOKEN` is set, behind a bearer check.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::store::{now_ms, Store};
+use crate::webhook::{error_response, AppState};
+
+/// The admin routes, or none when no token is configured.
+pub fn router(state: AppState, settings: &Settings) -> Router {
+    if settings.admin_token.is_none() {
+        return Router::new();
+    }
+    let settings = Arc::new(settings.clone());
+    Router::new()
+        .route("/admin/dead-letters", get(list))
+        .route("/admin/dead-letters/retry-all", post(retry_all))
+        .route("/admin/dead-letters/{id}", get(show))
+        .route("/admin/dead-letters/{id}/retry", post(retry))
+        .layer(middleware::from_fn_with_state(settings, require_token))
+        .with_state(state.store)
+}
+
+async fn require_token(
+    State(settings): State<Arc<Settings>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let presented = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if settings.admin_token_matches(token) => next.run(req).await,
+        _ => error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin bearer token is required",
+        ),
+    }
+}
+
+fn store_error(e: crate::store::StoreError) -> Response {
+    tracing::error!(error = %e, "admin request failed");
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the store cannot be reached",
+    )
+}
+
+async fn list(State(store): State<Store>) -> Response {
+    match store.dead_letters().await {
+        Ok(items) => Json(json!({ "items": items })).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn show(State(store): State<Store>, Path(id): Path<String>) -> Response {
+    match crate::dead_letters::detail(&store, &id).await {
+        Ok(Some(detail)) => Json(detail).into_response(),
+        Ok(None) => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no dead letter has that id",
+        ),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn retry(State(store): State<Store>, Path(id): Path<String>) -> Response {
+    match store.retry_dead_letter(&id, now_ms()).await {
+        Ok(true) => Json(json!({ "status": "requeued", "id": id })).into_response(),
+        Ok(false) => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no dead letter has that id",
+        ),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn retry_all(State(store): State<Store>) -> Response {
+    let items = match store.dead_letters().await {
+        Ok(items) => items,
+        Err(e) => return store_error(e),
+    };
+    let mut requeued = 0;
+    for item in &items {
+        match store.retry_dead_letter(&item.id, now_ms()).await {
+            Ok(true) => requeued += 1,
+            Ok(false) => {}
+            Err(e) => return store_error(e),
+        }
+    }
+    Json(json!({ "status": "requeued", "count": requeued })).into_response()
+}

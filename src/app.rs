@@ -1,0 +1,151 @@
+//! Startup: one builder that wires settings into a running service, so `serve`, `demo` and
+//! the tests all start the same thing.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::http::{HeaderName, Request};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::gigs::GigsClient;
+use crate::mail::MailClient;
+use crate::outbound::http_client;
+use crate::store::Store;
+use crate::webhook::{self, AppState, Verifier};
+use crate::worker::{run_purger, Worker};
+
+/// A built, not yet running service.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    worker: Worker,
+    store: Store,
+    settings: Settings,
+}
+
+impl Application {
+    /// Connect the store (running migrations), bind the listener, build the clients.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = Store::connect(&settings.database_url)
+            .await
+            .context("DATABASE_URL: cannot open the database")?;
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .with_context(|| format!("LISTEN_ADDR: cannot listen on {}", settings.listen_addr))?;
+        Ok(Self::with_parts(settings, store, listener))
+    }
+
+    fn with_parts(settings: Settings, store: Store, listener: TcpListener) -> Self {
+        let http = http_client(settings.http_timeout);
+        let gigs = GigsClient::new(
+            http.clone(),
+            settings.gigs_api_url.clone(),
+            settings.gigs_project.clone(),
+            settings.gigs_token.clone(),
+        );
+        let mail = MailClient::new(http, settings.mail_url.clone(), settings.mail_token.clone());
+        let wake = Arc::new(Notify::new());
+        let worker = Worker::new(&settings, store.clone(), gigs, mail, wake.clone());
+        let state = AppState {
+            verifier: Arc::new(Verifier::new(
+                &settings.webhook_secrets,
+                settings.timestamp_tolerance,
+            )),
+            store: store.clone(),
+            wake,
+            metrics: crate::telemetry::metrics_handle(),
+            body_limit: settings.body_limit_bytes,
+        };
+        let request_id = HeaderName::from_static("x-request-id");
+        let router = webhook::router(state.clone())
+            .merge(crate::admin::router(state, &settings))
+            .layer(PropagateRequestIdLayer::new(request_id.clone()))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }),
+            )
+            .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+        Self {
+            listener,
+            router,
+            worker,
+            store,
+            settings,
+        }
+    }
+
+    /// The store this service uses (for `demo` and tests to inspect).
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// The bound port (useful with `LISTEN_ADDR=127.0.0.1:0`).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serve until `shutdown` resolves: then stop accepting, finish in-flight requests,
+    /// let the worker finish or hand back its claims, and close the store.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let worker = tokio::spawn(self.worker.clone().run(stop.clone()));
+        let purger = tokio::spawn(run_purger(
+            self.store.clone(),
+            self.settings.retention,
+            self.settings.purge_interval,
+            stop.clone(),
+        ));
+        tracing::info!(addr = %self.listener.local_addr()?, "listening");
+        let stop_server = stop.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: no new connections, finishing requests in flight");
+                stop_server.cancel();
+            })
+            .await;
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
+        let _ = purger.await;
+        self.store.close().await;
+        served.context("HTTP server failed")
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

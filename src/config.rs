@@ -1,0 +1,494 @@
+//! Settings: built-in defaults < optional TOML file < environment.
+//!
+//! Every setting has one name. In the environment it is upper case (`MAIL_URL`); in the
+//! TOML file it is the same name in lower case (`mail_url = "…"`). All values go through
+//! one parser, so an invalid value is reported with the variable's name whichever layer it
+//! came from, and secrets are never echoed back.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// A settings problem, worded for the operator who has to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    /// The variable (environment spelling) that is wrong.
+    pub name: String,
+    /// What is wrong with it; never contains the value of a secret.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(name: &str, problem: impl Into<String>) -> Self {
+        Self {
+            name: name.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Every setting the service knows, with its default (`None` = no default).
+const KEYS: &[(&str, Option<&str>)] = &[
+    ("GIGS_WEBHOOK_SECRET", None),
+    ("GIGS_API_URL", Some("https://api.gigs.com")),
+    ("GIGS_PROJECT", None),
+    ("GIGS_TOKEN", None),
+    ("MAIL_URL", None),
+    ("MAIL_TOKEN", None),
+    ("DATABASE_URL", Some("sqlite://gigs-notifier.db")),
+    ("LISTEN_ADDR", Some("0.0.0.0:8080")),
+    ("LOG_FORMAT", Some("json")),
+    ("ADMIN_TOKEN", None),
+    ("BODY_LIMIT_BYTES", Some("1048576")),
+    ("TIMESTAMP_TOLERANCE_SECS", Some("300")),
+    ("NOTICE_FIELDS", Some("email,fullName,birthday")),
+    ("HTTP_TIMEOUT_SECS", Some("10")),
+    ("WORKER_CONCURRENCY", Some("16")),
+    ("WORKER_POLL_MS", Some("1000")),
+    ("LEASE_SECS", Some("30")),
+    ("BACKOFF_BASE_MS", Some("1000")),
+    ("BACKOFF_CAP_SECS", Some("600")),
+    ("MAX_AGE_SECS", Some("259200")),
+    ("RETENTION_DAYS", Some("30")),
+    ("PURGE_INTERVAL_SECS", Some("3600")),
+];
+
+/// Raw values after layering, keyed by environment name.
+#[derive(Default)]
+pub struct RawSettings {
+    values: BTreeMap<String, String>,
+}
+
+impl RawSettings {
+    /// Defaults, then the TOML file if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut raw = Self::defaults();
+        if let Some(path) = file {
+            raw.merge_toml_file(path)?;
+        }
+        raw.merge_env(std::env::vars());
+        Ok(raw)
+    }
+
+    /// Only the built-in defaults.
+    pub fn defaults() -> Self {
+        let mut values = BTreeMap::new();
+        for (key, default) in KEYS {
+            if let Some(v) = default {
+                values.insert(key.to_string(), v.to_string());
+            }
+        }
+        Self { values }
+    }
+
+    /// Set one value, as if from the environment (tests and `demo` use this).
+    pub fn set(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.values.insert(key.to_string(), value.into());
+        self
+    }
+
+    fn merge_toml_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
+        })?;
+        self.merge_toml(&text).map_err(|e| {
+            ConfigError::new(&e.name, format!("{} (in {})", e.problem, path.display()))
+        })
+    }
+
+    /// Merge a TOML document whose keys are the lower-case setting names.
+    pub fn merge_toml(&mut self, text: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::new("--config", e.message().to_string()))?;
+        for (key, value) in table {
+            let name = key.to_ascii_uppercase();
+            if !KEYS.iter().any(|(k, _)| *k == name) {
+                return Err(ConfigError::new(&key, "unknown setting"));
+            }
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => Ok(s.clone()),
+                        _ => Err(ConfigError::new(&name, "list items must be strings")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join(","),
+                _ => return Err(ConfigError::new(&name, "must be a string or a number")),
+            };
+            self.values.insert(name, text);
+        }
+        Ok(())
+    }
+
+    fn merge_env(&mut self, vars: impl Iterator<Item = (String, String)>) {
+        for (key, value) in vars {
+            if KEYS.iter().any(|(k, _)| *k == key) {
+                self.values.insert(key, value);
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .get(key)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn required(&self, key: &str) -> Result<&str, ConfigError> {
+        self.get(key)
+            .ok_or_else(|| ConfigError::new(key, "is required but not set"))
+    }
+
+    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<T, ConfigError> {
+        let text = self.required(key)?;
+        text.parse()
+            .map_err(|_| ConfigError::new(key, format!("must be a whole number, got {text:?}")))
+    }
+
+    fn url(&self, key: &str) -> Result<Url, ConfigError> {
+        let text = self.required(key)?;
+        parse_http_url(text).map_err(|p| ConfigError::new(key, p))
+    }
+
+    /// Settings needed to talk to a database (the `dead-letters` commands need only this).
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        let url = self.required("DATABASE_URL")?;
+        if url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+        {
+            Ok(url.to_string())
+        } else {
+            Err(ConfigError::new(
+                "DATABASE_URL",
+                "must start with sqlite:// or postgres://",
+            ))
+        }
+    }
+
+    /// The log output format.
+    pub fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        match self.get("LOG_FORMAT").unwrap_or("json") {
+            "json" => Ok(LogFormat::Json),
+            "pretty" => Ok(LogFormat::Pretty),
+            other => Err(ConfigError::new(
+                "LOG_FORMAT",
+                format!("must be json or pretty, got {other:?}"),
+            )),
+        }
+    }
+
+    /// Validate everything `serve` needs.
+    pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        let secrets = self
+            .required("GIGS_WEBHOOK_SECRET")?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .enumerate()
+            .map(|(i, s)| {
+                WebhookSecret::parse(s).map_err(|p| {
+                    ConfigError::new("GIGS_WEBHOOK_SECRET", format!("secret #{}: {p}", i + 1))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if secrets.is_empty() {
+            return Err(ConfigError::new(
+                "GIGS_WEBHOOK_SECRET",
+                "is required but not set",
+            ));
+        }
+        let listen_addr: SocketAddr = {
+            let text = self.required("LISTEN_ADDR")?;
+            text.parse().map_err(|_| {
+                ConfigError::new(
+                    "LISTEN_ADDR",
+                    format!("must be HOST:PORT like 0.0.0.0:8080, got {text:?}"),
+                )
+            })?
+        };
+        let project = self.required("GIGS_PROJECT")?.to_string();
+        if !project
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::new(
+                "GIGS_PROJECT",
+                "must contain only letters, digits, '-' and '_'",
+            ));
+        }
+        let notice_fields: Vec<String> = self
+            .required("NOTICE_FIELDS")?
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let tolerance: u64 = self.number("TIMESTAMP_TOLERANCE_SECS")?;
+        let body_limit: usize = self.number("BODY_LIMIT_BYTES")?;
+        if body_limit == 0 {
+            return Err(ConfigError::new(
+                "BODY_LIMIT_BYTES",
+                "must be greater than 0",
+            ));
+        }
+        let concurrency: usize = self.number("WORKER_CONCURRENCY")?;
+        let lease_secs: u64 = self.number("LEASE_SECS")?;
+        if lease_secs == 0 {
+            return Err(ConfigError::new("LEASE_SECS", "must be greater than 0"));
+        }
+        Ok(Settings {
+            webhook_secrets: secrets,
+            gigs_api_url: self.url("GIGS_API_URL")?,
+            gigs_project: project,
+            gigs_token: SecretString::from(self.required("GIGS_TOKEN")?.to_string()),
+            mail_url: self.url("MAIL_URL")?,
+            mail_token: self
+                .get("MAIL_TOKEN")
+                .map(|t| SecretString::from(t.to_string())),
+            database_url: self.database_url()?,
+            listen_addr,
+            admin_token: self
+                .get("ADMIN_TOKEN")
+                .map(|t| SecretString::from(t.to_string())),
+            body_limit_bytes: body_limit,
+            timestamp_tolerance: Duration::from_secs(tolerance),
+            notice_fields,
+            http_timeout: Duration::from_secs(self.number("HTTP_TIMEOUT_SECS")?),
+            worker_concurrency: concurrency,
+            worker_poll: Duration::from_millis(self.number("WORKER_POLL_MS")?),
+            lease: Duration::from_secs(lease_secs),
+            backoff_base: Duration::from_millis(self.number("BACKOFF_BASE_MS")?),
+            backoff_cap: Duration::from_secs(self.number("BACKOFF_CAP_SECS")?),
+            max_age: Duration::from_secs(self.number("MAX_AGE_SECS")?),
+            retention: Duration::from_secs(self.number::<u64>("RETENTION_DAYS")? * 86_400),
+            purge_interval: Duration::from_secs(self.number("PURGE_INTERVAL_SECS")?),
+        })
+    }
+}
+
+fn parse_http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("is not a valid URL ({e})"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err("must be an http:// or https:// URL".to_string());
+    }
+    if url.host_str().is_none() {
+        return Err("must name a host".to_string());
+    }
+    Ok(url)
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (default; what log collectors want).
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+/// A Standard Webhooks signing secret: the raw HMAC key bytes.
+#[derive(Clone)]
+pub struct WebhookSecret(Vec<u8>);
+
+impl WebhookSecret {
+    /// Parse `whsec_<base64>` (the prefix is optional); the key must be 24 to 64 bytes.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let b64 = text.strip_prefix("whsec_").unwrap_or(text);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| "is not base64 after the optional whsec_ prefix".to_string())?;
+        if !(24..=64).contains(&bytes.len()) {
+            return Err(format!(
+                "must decode to 24 to 64 bytes, got {}",
+                bytes.len()
+            ));
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The HMAC key.
+    pub fn key(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The `whsec_…` form (used by `demo` to hand its own secret to `replay`).
+    pub fn to_whsec(&self) -> SecretString {
+        SecretString::from(format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(&self.0)
+        ))
+    }
+
+    /// A fresh random secret (for `demo`).
+    pub fn random() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self(bytes.to_vec())
+    }
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
+
+/// Validated settings for `serve`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Every accepted signing secret; more than one while a secret is rotated.
+    pub webhook_secrets: Vec<WebhookSecret>,
+    pub gigs_api_url: Url,
+    pub gigs_project: String,
+    pub gigs_token: SecretString,
+    pub mail_url: Url,
+    pub mail_token: Option<SecretString>,
+    pub database_url: String,
+    pub listen_addr: SocketAddr,
+    /// Enables `/admin/…` when set.
+    pub admin_token: Option<SecretString>,
+    pub body_limit_bytes: usize,
+    /// How far a `webhook-timestamp` may be from now, either way.
+    pub timestamp_tolerance: Duration,
+    /// `user.updated` fields whose change is worth a notice (Gigs' camelCase names).
+    pub notice_fields: Vec<String>,
+    /// Per-request timeout for the Core API and the mail service.
+    pub http_timeout: Duration,
+    /// How many events / notices one replica works on at once.
+    pub worker_concurrency: usize,
+    /// How often the worker looks for due work when nothing woke it.
+    pub worker_poll: Duration,
+    /// How long claimed work stays claimed without renewal (crash recovery time).
+    pub lease: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Work failing for longer than this is dead-lettered.
+    pub max_age: Duration,
+    /// Processed events and sent notices older than this are purged.
+    pub retention: Duration,
+    pub purge_interval: Duration,
+}
+
+impl Settings {
+    /// Whether `token` is the configured admin token (constant-time).
+    pub fn admin_token_matches(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        match &self.admin_token {
+            Some(expected) => expected
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(token.as_bytes())
+                .into(),
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> RawSettings {
+        let mut raw = RawSettings::defaults();
+        raw.set(
+            "GIGS_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
+        .set("GIGS_PROJECT", "acme")
+        .set("GIGS_TOKEN", "12345")
+        .set("MAIL_URL", "http://127.0.0.1:9/mail");
+        raw
+    }
+
+    #[test]
+    fn valid_settings_load_with_defaults() {
+        let s = base().into_settings().unwrap();
+        assert_eq!(s.webhook_secrets.len(), 1);
+        assert_eq!(s.body_limit_bytes, 1024 * 1024);
+        assert_eq!(s.listen_addr.port(), 8080);
+        assert_eq!(s.notice_fields, ["email", "fullName", "birthday"]);
+        assert_eq!(s.max_age, Duration::from_secs(3 * 86_400));
+    }
+
+    #[test]
+    fn rotated_secrets_are_comma_separated() {
+        let mut raw = base();
+        raw.set(
+            "GIGS_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        );
+        assert_eq!(raw.into_settings().unwrap().webhook_secrets.len(), 2);
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable_and_hide_the_value() {
+        let cases = [
+            ("GIGS_WEBHOOK_SECRET", "whsec_not*base64"),
+            ("GIGS_WEBHOOK_SECRET", "whsec_c2hvcnQ="),
+            ("MAIL_URL", "not a url"),
+            ("GIGS_API_URL", "ftp://example.com"),
+            ("LISTEN_ADDR", "8080"),
+            ("LEASE_SECS", "soon"),
+            ("DATABASE_URL", "mysql://x"),
+        ];
+        for (key, value) in cases {
+            let mut raw = base();
+            raw.set(key, value);
+            let err = raw.into_settings().unwrap_err();
+            assert_eq!(err.name, key, "{value}");
+            if key == "GIGS_WEBHOOK_SECRET" {
+                assert!(!err.to_string().contains(value), "secret echoed: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_required_setting_is_reported() {
+        let mut raw = base();
+        raw.set("GIGS_TOKEN", "");
+        let err = raw.into_settings().unwrap_err();
+        assert_eq!(err.to_string(), "GIGS_TOKEN: is required but not set");
+    }
+
+    #[test]
+    fn toml_keys_are_lower_case_names_and_env_wins() {
+        let mut raw = base();
+        raw.merge_toml("lease_secs = 7\nmail_url = \"http://file.example/mail\"\n")
+            .unwrap();
+        raw.merge_env(
+            [(
+                "MAIL_URL".to_string(),
+                "http://env.example/mail".to_string(),
+            )]
+            .into_iter(),
+        );
+        let s = raw.into_settings().unwrap();
+        assert_eq!(s.lease, Duration::from_secs(7));
+        assert_eq!(s.mail_url.as_str(), "http://env.example/mail");
+    }
+
+    #[test]
+    fn unknown_toml_key_is_rejected() {
+        let err = base().merge_toml("mail_ulr = \"x\"").unwrap_err();
+        assert_eq!(err.name, "mail_ulr");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let s = base().into_settings().unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("MfKQ9r8"));
+        assert!(!dbg.contains("12345"));
+    }
+}

@@ -1,0 +1,107 @@
+//! Dead-letter inspection shared by the CLI and `/admin`.
+
+use serde::Serialize;
+
+use crate::store::{DeadLetter, Store, StoreError};
+
+/// A dead letter with its event, personal values masked.
+#[derive(Debug, Serialize)]
+pub struct Detail {
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+    /// The stored event, masked; `None` if it was purged.
+    pub event: Option<serde_json::Value>,
+}
+
+/// Look up one dead letter by event or notice id.
+pub async fn detail(store: &Store, id: &str) -> Result<Option<Detail>, StoreError> {
+    let Some(letter) = store.dead_letters().await?.into_iter().find(|d| d.id == id) else {
+        return Ok(None);
+    };
+    let event = store
+        .event_payload(&letter.event_id)
+        .await?
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+        .map(|v| crate::mask::mask(&v));
+    Ok(Some(Detail { letter, event }))
+}
+
+/// What `gigs-notifier dead-letters …` was asked to do.
+pub enum Action {
+    List,
+    Show(String),
+    Retry(String),
+    RetryAll,
+}
+
+fn when(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "-".to_string())
+}
+
+/// Run a dead-letter command, printing for an operator.
+pub async fn cli(store: &Store, action: Action) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match action {
+        Action::List => {
+            let items = store.dead_letters().await?;
+            if items.is_empty() {
+                println!("no dead letters");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<8} {:<38} {:<36} {:>8} {:<24} reason",
+                "queue", "id", "kind", "attempts", "dead since"
+            );
+            for d in &items {
+                println!(
+                    "{:<8} {:<38} {:<36} {:>8} {:<24} {}",
+                    d.queue,
+                    d.id,
+                    d.kind,
+                    d.attempts,
+                    when(d.finished_at),
+                    d.last_error.as_deref().unwrap_or("-")
+                );
+            }
+            println!("{} dead letter(s)", items.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Show(id) => match detail(store, &id).await? {
+            Some(d) => {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("no dead letter has id {id}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Action::Retry(id) => {
+            if store.retry_dead_letter(&id, crate::store::now_ms()).await? {
+                println!("requeued {id}; a running service will pick it up");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no dead letter has id {id}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Action::RetryAll => {
+            let items = store.dead_letters().await?;
+            let total = items.len();
+            let mut done = 0;
+            for (i, d) in items.iter().enumerate() {
+                if store
+                    .retry_dead_letter(&d.id, crate::store::now_ms())
+                    .await?
+                {
+                    done += 1;
+                }
+                println!("[{}/{total}] requeued {} {}", i + 1, d.queue, d.id);
+            }
+            println!("requeued {done} of {total} dead letter(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! `demo`: the whole service on this machine with no credentials. It starts the real server
+//! on a free port with a throw-away SQLite file, a built-in Gigs Core API simulator and a mail
+//! outbox that prints, replays every bundled fixture through it and shows what was sent.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{RawSettings, WebhookSecret};
+use crate::domain::mask_email;
+use crate::replay::deliver;
+use crate::Application;
+
+/// The bundled fixtures (the same files the tests and `replay` use).
+pub const FIXTURES: &[(&str, &str)] = &[
+    (
+        "subscription.created",
+        include_str!("../tests/fixtures/subscription.created.json"),
+    ),
+    (
+        "subscription.activated",
+        include_str!("../tests/fixtures/subscription.activated.json"),
+    ),
+    (
+        "subscription.renewed",
+        include_str!("../tests/fixtures/subscription.renewed.json"),
+    ),
+    (
+        "subscription.canceled",
+        include_str!("../tests/fixtures/subscription.canceled.json"),
+    ),
+    (
+        "subscription.resumed",
+        include_str!("../tests/fixtures/subscription.resumed.json"),
+    ),
+    (
+        "subscription.ended",
+        include_str!("../tests/fixtures/subscription.ended.json"),
+    ),
+    (
+        "portOutCredentials.issued",
+        include_str!("../tests/fixtures/portOutCredentials.issued.json"),
+    ),
+    (
+        "user.updated",
+        include_str!("../tests/fixtures/user.updated.json"),
+    ),
+    (
+        "user.updated (email)",
+        include_str!("../tests/fixtures/user.updated.email.json"),
+    ),
+    (
+        "user.updated (locale only)",
+        include_str!("../tests/fixtures/user.updated.locale.json"),
+    ),
+    (
+        "subscriptionChange.applied",
+        include_str!("../tests/fixtures/subscriptionChange.applied.json"),
+    ),
+    (
+        "sim.activated (unhandled)",
+        include_str!("../tests/fixtures/unhandled.sim.activated.json"),
+    ),
+];
+
+/// The user every simulated subscription belongs to.
+const DEMO_EMAIL: &str = "jerry@example.com";
+const DEMO_USER: &str = "usr_0SNlurA049MEWV4OpCwsNyC9Kn2d";
+
+/// A mail the outbox received.
+#[derive(Debug, Clone)]
+struct Mail {
+    key: String,
+    to: String,
+    subject: String,
+    content: String,
+}
+
+type Outbox = Arc<Mutex<Vec<Mail>>>;
+
+async fn serve(router: Router) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(format!("http://{addr}"))
+}
+
+/// Core API simulator: every subscription belongs to the demo user, who has one.
+fn gigs_simulator() -> Router {
+    async fn subscription(Path((_project, id)): Path<(String, String)>) -> Json<Value> {
+        Json(json!({
+            "object": "subscription", "id": id, "status": "active",
+            "user": { "object": "user", "id": DEMO_USER, "email": DEMO_EMAIL }
+        }))
+    }
+    async fn list(Query(q): Query<std::collections::HashMap<String, String>>) -> Json<Value> {
+        let items = if q.contains_key("user") {
+            vec![json!({ "object": "subscription", "id": "sub_0SNlurA049MEWV2gSfSxi00xlPIi" })]
+        } else {
+            vec![]
+        };
+        Json(
+            json!({ "object": "list", "items": items, "moreItemsAfter": null, "moreItemsBefore": null }),
+        )
+    }
+    Router::new()
+        .route("/projects/{project}/subscriptions/{id}", get(subscription))
+        .route("/projects/{project}/subscriptions", get(list))
+}
+
+/// Mail outbox: records each request and prints a line, answers 202.
+fn mail_outbox(outbox: Outbox) -> Router {
+    async fn send(
+        State(outbox): State<Outbox>,
+        headers: HeaderMap,
+        Json(body): Json<Value>,
+    ) -> StatusCode {
+        let field = |k: &str| {
+            body.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mail = Mail {
+            key: headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+            to: field("to"),
+            subject: field("subject"),
+            content: field("content"),
+        };
+        println!("  outbox <- {:<22} {}", mask_email(&mail.to), mail.subject);
+        outbox.lock().expect("outbox lock").push(mail);
+        StatusCode::ACCEPTED
+    }
+    Router::new()
+        .route("/mail/send", post(send))
+        .with_state(outbox)
+}
+
+/// Run the demo; returns whether every handled fixture produced what it should.
+pub async fn run() -> anyhow::Result<bool> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let outbox: Outbox = Arc::default();
+    let gigs_url = serve(gigs_simulator()).await?;
+    let mail_url = serve(mail_outbox(outbox.clone())).await?;
+    let secret = WebhookSecret::random();
+
+    let mut raw = RawSettings::defaults();
+    raw.set(
+        "GIGS_WEBHOOK_SECRET",
+        secrecy::ExposeSecret::expose_secret(&secret.to_whsec()),
+    )
+    .set("GIGS_API_URL", gigs_url)
+    .set("GIGS_PROJECT", "demo")
+    .set("GIGS_TOKEN", "demo-token")
+    .set("MAIL_URL", format!("{mail_url}/mail/send"))
+    .set(
+        "DATABASE_URL",
+        format!("sqlite://{}", dir.path().join("demo.db").display()),
+    )
+    .set("LISTEN_ADDR", "127.0.0.1:0")
+    .set("WORKER_POLL_MS", "100");
+    let settings = raw.into_settings()?;
+    let app = Application::build(settings).await?;
+    let store = app.store();
+    let url = format!("http://127.0.0.1:{}/webhooks/gigs", app.port());
+    println!("gigs-notifier demo: service on {url}, SQLite inbox in a temporary directory\n");
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(stop.clone().cancelled_owned()));
+
+    let client = reqwest::Client::new();
+    println!("replaying {} bundled fixtures:", FIXTURES.len());
+    let mut answers = Vec::new();
+    for (name, body) in FIXTURES {
+        let a = deliver(&client, &url, &secret, body.as_bytes()).await?;
+        answers.push((name.to_string(), event_id(body), a));
+    }
+    // What Gigs' retries and an attacker would look like.
+    let (first_name, first_body) = FIXTURES[0];
+    let dup = deliver(&client, &url, &secret, first_body.as_bytes()).await?;
+    answers.push((format!("{first_name} (again)"), String::new(), dup));
+    let tampered = first_body.replacen("pending", "active", 1);
+    let other = WebhookSecret::random();
+    let forged = deliver(&client, &url, &other, tampered.as_bytes()).await?;
+    answers.push(("forged signature".to_string(), String::new(), forged));
+
+    // Wait for the worker to drain the inbox.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.pending().await? > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let notices = store.notice_index().await?;
+    stop.cancel();
+    let _ = server.await;
+
+    let mails = outbox.lock().expect("outbox lock").clone();
+    println!();
+    println!(
+        "{:<28} {:<22} {:<50} recipient",
+        "event", "answer", "notice subject"
+    );
+    println!("{}", "-".repeat(118));
+    let mut ok = true;
+    for (name, id, answer) in &answers {
+        let outcome = serde_json::from_str::<Value>(&answer.body)
+            .ok()
+            .and_then(|v| {
+                v.get("status")
+                    .or(v.get("error"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        let answer_text = format!("{} {outcome}", answer.status);
+        let sent: Vec<&Mail> = notices
+            .iter()
+            .filter(|(_, event)| !id.is_empty() && event == id)
+            .filter_map(|(key, _)| mails.iter().find(|m| &m.key == key))
+            .collect();
+        if sent.is_empty() {
+            println!("{name:<28} {answer_text:<22} {:<50} -", "(no notice)");
+        }
+        for m in sent {
+            println!(
+                "{name:<28} {answer_text:<22} {:<50} {}",
+                m.subject,
+                mask_email(&m.to)
+            );
+        }
+        let expects_notice =
+            !name.contains("unhandled") && !name.contains("locale") && !id.is_empty();
+        if expects_notice
+            && !notices
+                .iter()
+                .any(|(k, e)| e == id && mails.iter().any(|m| &m.key == k))
+        {
+            ok = false;
+        }
+    }
+    if let Some(m) = mails.first() {
+        println!(
+            "\nexample mail ({} in the outbox, one per Idempotency-Key):",
+            mails.len()
+        );
+        println!("  to:       {}", mask_email(&m.to));
+        println!("  subject:  {}", m.subject);
+        println!("  content:  {}", m.content);
+    }
+    let keys: std::collections::HashSet<_> = mails.iter().map(|m| &m.key).collect();
+    if keys.len() != mails.len() {
+        ok = false;
+    }
+    println!(
+        "\n{} mails sent, {} distinct idempotency keys; {}",
+        mails.len(),
+        keys.len(),
+        if ok {
+            "every handled event produced its notice"
+        } else {
+            "SOME NOTICES ARE MISSING"
+        }
+    );
+    Ok(ok)
+}
+
+fn event_id(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default()
+}

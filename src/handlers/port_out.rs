@@ -1,0 +1,20 @@
+//! `portOutCredentials.issued`: tell the subscription's owner; it may be a hijack attempt.
+
+use chrono::{DateTime, Utc};
+
+use super::{owner_address, Context, Delivery};
+use crate::event::PortOutCredentials;
+use crate::notice::Notice;
+use crate::outbound::CallError;
+
+pub async fn issued(
+    data: &PortOutCredentials,
+    at: DateTime<Utc>,
+    ctx: &Context<'_>,
+) -> Result<Vec<Delivery>, CallError> {
+    Ok(vec![Delivery {
+        to: owner_address(ctx, &data.subscription).await?,
+        role: "owner",
+        notice: Notice::port_out_credentials_issued(at),
+    }])
+}

@@ -1,0 +1,140 @@
+//! The `gigs-notifier` command line: parse, load settings, call into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gigs_notifier::config::{LogFormat, RawSettings, WebhookSecret};
+use gigs_notifier::{app, demo, replay, store::Store, telemetry, Application};
+
+#[derive(Parser)]
+#[command(
+    name = "gigs-notifier",
+    version,
+    about = "Verified Gigs webhooks in, redacted account notices out"
+)]
+struct Cli {
+    /// Optional TOML settings file (keys are the environment names in lower case).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (what the container runs).
+    Serve,
+    /// Run everything locally with a Gigs simulator and a printing mail outbox.
+    Demo,
+    /// Sign event files (Standard Webhooks) and POST them to a running instance.
+    Replay {
+        /// Webhook endpoint, e.g. http://localhost:8080/webhooks/gigs
+        #[arg(long)]
+        url: String,
+        /// Signing secret (`whsec_…`); defaults to the first of GIGS_WEBHOOK_SECRET.
+        #[arg(long, env = "GIGS_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Event files or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Inspect and retry dead letters in the configured database.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// List dead letters with their reasons and attempts.
+    List,
+    /// Show one dead letter and its event, personal values masked.
+    Show { id: String },
+    /// Put dead letters back in their queue.
+    Retry {
+        /// Event or notice id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Retry every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve => {
+            let raw = RawSettings::load(cli.config.as_deref())?;
+            telemetry::init_logging(raw.log_format()?);
+            let settings = raw.into_settings()?;
+            let app = Application::build(settings).await?;
+            app.run_until_stopped(app::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => {
+            if std::env::var_os("RUST_LOG").is_none() {
+                // The demo forges a signature on purpose; its warning would only be noise here.
+                std::env::set_var("RUST_LOG", "error");
+            }
+            telemetry::init_logging(LogFormat::Pretty);
+            Ok(if demo::run().await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Replay { url, secret, paths } => {
+            let first = secret.split(',').next().unwrap_or_default().trim();
+            let secret = WebhookSecret::parse(first)
+                .map_err(|p| anyhow::anyhow!("--secret / GIGS_WEBHOOK_SECRET: {p}"))?;
+            Ok(if replay::run(&url, &secret, &paths).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::DeadLetters { action } => {
+            let raw = RawSettings::load(cli.config.as_deref())?;
+            let url = raw.database_url()?;
+            let store = Store::connect(&url)
+                .await
+                .map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot open the database: {e}"))?;
+            gigs_notifier::dead_letters::cli(&store, action.into()).await
+        }
+    }
+}
+
+impl From<DeadLetterAction> for gigs_notifier::dead_letters::Action {
+    fn from(a: DeadLetterAction) -> Self {
+        use gigs_notifier::dead_letters::Action;
+        match a {
+            DeadLetterAction::List => Action::List,
+            DeadLetterAction::Show { id } => Action::Show(id),
+            DeadLetterAction::Retry { id: Some(id), .. } => Action::Retry(id),
+            DeadLetterAction::Retry { id: None, .. } => Action::RetryAll,
+        }
+    }
+}

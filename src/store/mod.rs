@@ -1,0 +1,562 @@
+//! The durable inbox and notice queue, on SQLite (one instance) or PostgreSQL (replicas).
+//!
+//! One SQL dialect serves both through sqlx's `Any` driver: numbered `$n` parameters work in
+//! both, `INSERT … ON CONFLICT DO NOTHING` gives dedup, and the only fork is the claim
+//! query, where PostgreSQL adds `FOR UPDATE SKIP LOCKED` so replicas never take the same
+//! row. Claims are leases: a row stays with its claimer until `lease_until`, which the
+//! worker renews while it works; after a crash the lease runs out and anyone may take it.
+//! Updates after a claim check `claim_token`, so a worker that lost its lease cannot
+//! overwrite what the new holder did.
+
+mod batch;
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+pub use batch::InsertOutcome;
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A store failure. The ingress answers 503 for it; the worker retries later.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("database error: {0}")]
+    Batch(String),
+}
+
+/// The two queues. Both have the same state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    Events,
+    Notices,
+}
+
+impl Queue {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::Notices => "notices",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.table()
+    }
+}
+
+/// An event to store, after its signature and envelope were checked.
+pub struct NewEvent {
+    pub id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub received_at: i64,
+}
+
+/// A claimed event.
+#[derive(Debug, Clone)]
+pub struct ClaimedEvent {
+    pub id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub received_at: i64,
+    /// When the current run of attempts began (age limit counts from here).
+    pub attempts_since: i64,
+}
+
+/// A notice to store, rendered.
+#[derive(Debug, Clone)]
+pub struct NewNotice {
+    /// Stable id, also the mail `Idempotency-Key`.
+    pub id: String,
+    pub kind: &'static str,
+    pub recipient: String,
+    pub subject: String,
+    pub content: String,
+}
+
+/// A claimed notice.
+#[derive(Debug, Clone)]
+pub struct ClaimedNotice {
+    pub id: String,
+    pub event_id: String,
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    pub content: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub attempts_since: i64,
+}
+
+/// A dead-lettered row, for operators.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub queue: &'static str,
+    pub id: String,
+    /// Event type for events, notice kind for notices.
+    pub kind: String,
+    pub event_id: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub finished_at: Option<i64>,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    inserts: batch::Batcher,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Store {
+    /// Connect, apply migrations (PostgreSQL: under sqlx's advisory lock, so replicas
+    /// starting together do not race), and start the insert batcher.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if url.starts_with("sqlite:") {
+            let url = if url.contains("mode=") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else {
+            (Backend::Postgres, url.to_string())
+        };
+        let options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .min_connections(0);
+        let pool = match backend {
+            Backend::Sqlite => {
+                options
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL lets readers run beside the writer; synchronous=FULL keeps
+                            // every acknowledged commit on disk (no durability traded away).
+                            conn.execute(
+                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => options.max_connections(16).connect(&url).await?,
+        };
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.run(&pool).await?;
+        let inserts = batch::Batcher::start(pool.clone(), backend);
+        Ok(Self {
+            pool,
+            backend,
+            inserts,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Store a verified event; returns once it is committed (or found already stored).
+    pub async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
+        self.inserts.insert(event).await
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn claim_sql(&self, queue: Queue, columns: &str) -> String {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let table = queue.table();
+        format!(
+            "UPDATE {table} SET lease_until = $1, claim_token = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM {table} WHERE state = 'pending' AND next_attempt_at <= $3 \
+             AND lease_until <= $3 ORDER BY next_attempt_at LIMIT $4{lock}) \
+             RETURNING {columns}"
+        )
+    }
+
+    /// Claim up to `limit` due events under `token` until `lease_until`.
+    pub async fn claim_events(
+        &self,
+        token: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let sql = self.claim_sql(
+            Queue::Events,
+            "id, event_type, payload, attempts, received_at, attempts_since",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(lease_until)
+            .bind(token)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r: &AnyRow| {
+                Ok(ClaimedEvent {
+                    id: r.try_get("id")?,
+                    event_type: r.try_get("event_type")?,
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get("attempts")?,
+                    received_at: r.try_get("received_at")?,
+                    attempts_since: r.try_get("attempts_since")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Claim up to `limit` due notices.
+    pub async fn claim_notices(
+        &self,
+        token: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedNotice>, StoreError> {
+        let sql = self.claim_sql(
+            Queue::Notices,
+            "id, event_id, kind, recipient, subject, content, attempts, created_at, attempts_since",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(lease_until)
+            .bind(token)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r: &AnyRow| {
+                Ok(ClaimedNotice {
+                    id: r.try_get("id")?,
+                    event_id: r.try_get("event_id")?,
+                    kind: r.try_get("kind")?,
+                    recipient: r.try_get("recipient")?,
+                    subject: r.try_get("subject")?,
+                    content: r.try_get("content")?,
+                    attempts: r.try_get("attempts")?,
+                    created_at: r.try_get("created_at")?,
+                    attempts_since: r.try_get("attempts_since")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Mark a claimed event done and queue its notices, in one transaction. Returns false
+    /// (and changes nothing) if the claim was lost meanwhile.
+    pub async fn finish_event(
+        &self,
+        id: &str,
+        token: &str,
+        notices: &[NewNotice],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE events SET state = 'done', finished_at = $1, lease_until = 0, claim_token = NULL, \
+             last_error = NULL WHERE id = $2 AND claim_token = $3 AND state = 'pending'",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(token)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for n in notices {
+            sqlx::query(
+                "INSERT INTO notices (id, event_id, kind, recipient, subject, content, next_attempt_at, \
+                 created_at, attempts_since) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&n.id)
+            .bind(id)
+            .bind(n.kind)
+            .bind(&n.recipient)
+            .bind(&n.subject)
+            .bind(&n.content)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Mark a claimed notice sent.
+    pub async fn finish_notice(&self, id: &str, token: &str, now: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE notices SET state = 'sent', finished_at = $1, lease_until = 0, claim_token = NULL, \
+             last_error = NULL WHERE id = $2 AND claim_token = $3 AND state = 'pending'",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(token)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Give a claimed row back to be tried again at `next_attempt_at`.
+    pub async fn reschedule(
+        &self,
+        queue: Queue,
+        id: &str,
+        token: &str,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE {} SET next_attempt_at = $1, last_error = $2, lease_until = 0, claim_token = NULL \
+             WHERE id = $3 AND claim_token = $4 AND state = 'pending'",
+            queue.table()
+        );
+        let n = sqlx::query(&sql)
+            .bind(next_attempt_at)
+            .bind(error)
+            .bind(id)
+            .bind(token)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Move a claimed row to the dead letters with its reason.
+    pub async fn dead_letter(
+        &self,
+        queue: Queue,
+        id: &str,
+        token: &str,
+        error: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE {} SET state = 'dead', last_error = $1, finished_at = $2, lease_until = 0, \
+             claim_token = NULL WHERE id = $3 AND claim_token = $4 AND state = 'pending'",
+            queue.table()
+        );
+        let n = sqlx::query(&sql)
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .bind(token)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Extend every lease `token` holds in `queue`.
+    pub async fn renew(
+        &self,
+        queue: Queue,
+        token: &str,
+        lease_until: i64,
+    ) -> Result<u64, StoreError> {
+        let sql = format!(
+            "UPDATE {} SET lease_until = $1 WHERE claim_token = $2 AND state = 'pending'",
+            queue.table()
+        );
+        Ok(sqlx::query(&sql)
+            .bind(lease_until)
+            .bind(token)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Hand back everything `token` holds (graceful shutdown), so others need not wait
+    /// for the leases to run out.
+    pub async fn release(&self, token: &str) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for queue in [Queue::Events, Queue::Notices] {
+            let sql = format!(
+                "UPDATE {} SET lease_until = 0, claim_token = NULL, attempts = CASE WHEN attempts > 0 \
+                 THEN attempts - 1 ELSE 0 END WHERE claim_token = $1 AND state = 'pending'",
+                queue.table()
+            );
+            total += sqlx::query(&sql)
+                .bind(token)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(total)
+    }
+
+    /// Rows per queue and state (for metrics and operators).
+    pub async fn depth(&self) -> Result<Vec<(Queue, String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for queue in [Queue::Events, Queue::Notices] {
+            let sql = format!(
+                "SELECT state, COUNT(*) AS n FROM {} GROUP BY state",
+                queue.table()
+            );
+            for row in sqlx::query(&sql).fetch_all(&self.pool).await? {
+                out.push((queue, row.try_get("state")?, row.try_get("n")?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rows that still have work (pending), across both queues.
+    pub async fn pending(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM events WHERE state = 'pending') + \
+             (SELECT COUNT(*) FROM notices WHERE state = 'pending') AS n",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Every dead letter, newest first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut out = Vec::new();
+        for (queue, sql) in [
+            (
+                Queue::Events,
+                "SELECT id, event_type AS kind, id AS event_id, attempts, last_error, finished_at \
+                 FROM events WHERE state = 'dead'",
+            ),
+            (
+                Queue::Notices,
+                "SELECT id, kind, event_id, attempts, last_error, finished_at FROM notices \
+                 WHERE state = 'dead'",
+            ),
+        ] {
+            for row in sqlx::query(sql).fetch_all(&self.pool).await? {
+                out.push(DeadLetter {
+                    queue: queue.name(),
+                    id: row.try_get("id")?,
+                    kind: row.try_get("kind")?,
+                    event_id: row.try_get("event_id")?,
+                    attempts: row.try_get("attempts")?,
+                    last_error: row.try_get("last_error")?,
+                    finished_at: row.try_get("finished_at")?,
+                });
+            }
+        }
+        out.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// (notice id, event id) of every stored notice, oldest first (for `demo`).
+    pub async fn notice_index(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, event_id FROM notices ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("event_id")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// The stored payload of an event (for `dead-letters show`; mask before printing).
+    pub async fn event_payload(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT payload FROM events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("payload")).transpose()?)
+    }
+
+    /// Put a dead letter back in its queue, due now, with a fresh age budget.
+    /// `id` may name an event or a notice. Returns whether anything was dead under that id.
+    pub async fn retry_dead_letter(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let mut n = 0;
+        for queue in [Queue::Events, Queue::Notices] {
+            let sql = format!(
+                "UPDATE {} SET state = 'pending', next_attempt_at = $1, attempts_since = $1, \
+                 attempts = 0, lease_until = 0, claim_token = NULL, finished_at = NULL \
+                 WHERE id = $2 AND state = 'dead'",
+                queue.table()
+            );
+            n += sqlx::query(&sql)
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(n > 0)
+    }
+
+    /// Delete processed events and sent notices finished before `before` (dead letters
+    /// stay until an operator deals with them). Returns (events, notices) deleted.
+    pub async fn purge(&self, before: i64) -> Result<(u64, u64), StoreError> {
+        let notices = sqlx::query("DELETE FROM notices WHERE state = 'sent' AND finished_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        // An event stays while any of its notices is still pending or dead, so its
+        // payload is there for an operator's `show` and its id still deduplicates.
+        let events = sqlx::query(
+            "DELETE FROM events WHERE state = 'done' AND finished_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM notices WHERE notices.event_id = events.id)",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok((events, notices))
+    }
+
+    /// Close the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,69 @@
+//! Logs and metrics. Logs carry ids and outcomes, never personal data or secrets.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Install the global tracing subscriber (`RUST_LOG` filter, default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder.pretty().try_init(),
+    };
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0, 300.0, 3600.0,
+                ])
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (several apps in one test
+            // process); this one still renders what it records.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Status class of an outside call: `2xx`, `4xx`, `5xx`, `timeout` or `transport_error`.
+pub fn status_class(result: &Result<reqwest::Response, reqwest::Error>) -> &'static str {
+    match result {
+        Ok(r) => match r.status().as_u16() / 100 {
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+        Err(e) if e.is_timeout() => "timeout",
+        Err(_) => "transport_error",
+    }
+}
+
+/// Count and time one call to an outside API (`gigs` or `mail`).
+pub fn record_call(api: &'static str, class: &'static str, elapsed: Duration) {
+    metrics::counter!("gigs_notifier_outbound_requests_total", "api" => api, "status_class" => class)
+        .increment(1);
+    metrics::histogram!("gigs_notifier_outbound_request_duration_seconds", "api" => api)
+        .record(elapsed.as_secs_f64());
+}

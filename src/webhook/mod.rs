@@ -1,0 +1,204 @@
+//! HTTP: the Gigs ingress, health, readiness and metrics.
+
+pub mod signature;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::event::{Envelope, EnvelopeError};
+use crate::store::{now_ms, InsertOutcome, NewEvent, Store};
+pub use signature::{sign, SignatureError, Verifier};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub verifier: Arc<Verifier>,
+    pub store: Store,
+    /// Wakes the worker when a new event is stored.
+    pub wake: Arc<Notify>,
+    pub metrics: PrometheusHandle,
+    pub body_limit: usize,
+}
+
+/// An ingress refusal: status plus `{"error", "message"}`. 5xx causes are logged, not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error("body is larger than the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("body could not be read")]
+    BadBody,
+    #[error("the event store is unavailable; retry later")]
+    StoreUnavailable,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Signature(e) => (StatusCode::UNAUTHORIZED, e.code()),
+            Self::Envelope(e) => (StatusCode::BAD_REQUEST, e.code()),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::BadBody => (StatusCode::BAD_REQUEST, "unreadable_body"),
+            Self::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        metrics::counter!("gigs_notifier_events_received_total", "event_type" => "unknown", "outcome" => "rejected", "reason" => code)
+            .increment(1);
+        error_response(status, code, &self.to_string())
+    }
+}
+
+/// The JSON error body every refusal uses.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}
+
+/// The service's routes (admin routes are merged in by the caller when enabled).
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.body_limit;
+    Router::new()
+        .route(
+            "/webhooks/gigs",
+            post(receive).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Verify, parse, store, acknowledge: in that order, and 2xx only after the commit.
+#[tracing::instrument(skip_all, fields(event_id, event_type))]
+async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let received = std::time::Instant::now();
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(state.body_limit)
+        } else {
+            ApiError::BadBody
+        }
+    })?;
+    let now = chrono::Utc::now().timestamp();
+    state
+        .verifier
+        .verify(&headers, &body, now)
+        .inspect_err(|e| {
+            tracing::warn!(reason = e.code(), "signature refused");
+        })?;
+    let envelope = Envelope::parse(&body).inspect_err(|e| {
+        tracing::warn!(reason = e.code(), "body refused");
+    })?;
+    let span = tracing::Span::current();
+    span.record("event_id", envelope.id.as_str());
+    span.record("event_type", envelope.event_type.as_str());
+    let event_type = metric_type(&envelope.event_type);
+    if envelope.event.is_none() {
+        count(event_type, "ignored");
+        tracing::info!("event type not handled; acknowledged and ignored");
+        return Ok(answer(StatusCode::OK, "ignored", envelope.id.as_str()));
+    }
+    let payload = String::from_utf8(body.to_vec())
+        .map_err(|_| EnvelopeError::NotJson("body is not UTF-8".into()))?;
+    let outcome = state
+        .store
+        .insert_event(NewEvent {
+            id: envelope.id.as_str().to_string(),
+            event_type: envelope.event_type.clone(),
+            payload,
+            received_at: now_ms(),
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not store event; answering 503 so Gigs retries");
+            ApiError::StoreUnavailable
+        })?;
+    metrics::histogram!("gigs_notifier_ingest_seconds").record(received.elapsed().as_secs_f64());
+    Ok(match outcome {
+        InsertOutcome::Stored => {
+            state.wake.notify_one();
+            count(event_type, "accepted");
+            tracing::info!("event stored");
+            answer(StatusCode::ACCEPTED, "accepted", envelope.id.as_str())
+        }
+        InsertOutcome::Duplicate => {
+            count(event_type, "duplicate");
+            tracing::info!("event already stored; duplicate delivery acknowledged");
+            answer(StatusCode::OK, "duplicate", envelope.id.as_str())
+        }
+    })
+}
+
+fn answer(status: StatusCode, outcome: &str, id: &str) -> Response {
+    (status, Json(json!({ "status": outcome, "id": id }))).into_response()
+}
+
+/// Event types as a metrics label: ours verbatim, anything else folded to keep the label
+/// set bounded.
+fn metric_type(t: &str) -> &'static str {
+    crate::event::HandledType::from_type_name(t)
+        .map(|h| h.type_name())
+        .unwrap_or(if t.starts_with("com.gigs.") {
+            "other_gigs"
+        } else {
+            "other"
+        })
+}
+
+fn count(event_type: &'static str, outcome: &'static str) {
+    metrics::counter!("gigs_notifier_events_received_total", "event_type" => event_type, "outcome" => outcome, "reason" => "")
+        .increment(1);
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => Json(json!({ "status": "ready" })).into_response(),
+        _ => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the event store cannot be reached",
+        ),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    if let Ok(Ok(depth)) = tokio::time::timeout(Duration::from_secs(2), state.store.depth()).await {
+        for (queue, st, n) in depth {
+            metrics::gauge!("gigs_notifier_queue_depth", "queue" => queue.name(), "state" => st)
+                .set(n as f64);
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,253 @@
+//! Standard Webhooks signatures (what Svix sends for Gigs).
+//!
+//! Signed content is `{id}.{timestamp}.{raw body}`, HMAC-SHA256 keyed with the bytes after
+//! `whsec_`; the signature header holds space-separated `v1,<base64>` entries. Verification
+//! runs over the raw bytes, before anything is parsed.
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use hmac::{digest::CtOutput, Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::config::WebhookSecret;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a delivery's signature was refused. The messages say what to fix, never a secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SignatureError {
+    #[error("missing header {0} (or its svix- twin)")]
+    MissingHeader(&'static str),
+    #[error("webhook-timestamp is not a whole number of seconds")]
+    InvalidTimestamp,
+    #[error("webhook-timestamp is outside the allowed tolerance")]
+    TimestampOutOfTolerance,
+    #[error("webhook-signature has no v1 signature")]
+    NoSupportedSignature,
+    #[error("no signature matches")]
+    Mismatch,
+}
+
+impl SignatureError {
+    /// Stable machine-readable code for error bodies and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingHeader(_) => "missing_signature_header",
+            Self::InvalidTimestamp => "invalid_timestamp",
+            Self::TimestampOutOfTolerance => "timestamp_out_of_tolerance",
+            Self::NoSupportedSignature => "unsupported_signature",
+            Self::Mismatch => "invalid_signature",
+        }
+    }
+}
+
+/// Checks deliveries against every configured secret (several during a rotation).
+#[derive(Clone)]
+pub struct Verifier {
+    /// One keyed HMAC per secret, cloned per check so the key schedule is done once.
+    keys: Vec<HmacSha256>,
+    tolerance_secs: i64,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("secrets", &self.keys.len())
+            .field("tolerance_secs", &self.tolerance_secs)
+            .finish()
+    }
+}
+
+fn header<'a>(
+    headers: &'a HeaderMap,
+    name: &'static str,
+    svix: &'static str,
+) -> Result<&'a str, SignatureError> {
+    headers
+        .get(name)
+        .or_else(|| headers.get(svix))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(SignatureError::MissingHeader(name))
+}
+
+impl Verifier {
+    pub fn new(secrets: &[WebhookSecret], tolerance: std::time::Duration) -> Self {
+        let keys = secrets
+            .iter()
+            .map(|s| HmacSha256::new_from_slice(s.key()).expect("HMAC accepts any key length"))
+            .collect();
+        Self {
+            keys,
+            tolerance_secs: tolerance.as_secs() as i64,
+        }
+    }
+
+    /// Verify a delivery; `now` is Unix seconds. Returns the message id on success.
+    pub fn verify<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        body: &[u8],
+        now: i64,
+    ) -> Result<&'h str, SignatureError> {
+        let id = header(headers, "webhook-id", "svix-id")?;
+        let ts_text = header(headers, "webhook-timestamp", "svix-timestamp")?;
+        let sigs = header(headers, "webhook-signature", "svix-signature")?;
+
+        let ts: i64 = ts_text
+            .parse()
+            .map_err(|_| SignatureError::InvalidTimestamp)?;
+        if (now - ts).abs() > self.tolerance_secs {
+            return Err(SignatureError::TimestampOutOfTolerance);
+        }
+
+        let candidates: Vec<Vec<u8>> = sigs
+            .split(' ')
+            .filter_map(|entry| entry.split_once(','))
+            .filter(|(version, _)| *version == "v1")
+            .filter_map(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .collect();
+        if candidates.is_empty() {
+            return Err(SignatureError::NoSupportedSignature);
+        }
+
+        for key in &self.keys {
+            let expected = mac(key.clone(), id, ts_text, body).into_bytes();
+            // Constant-time comparison; only the (public) length can short-cut it.
+            if candidates
+                .iter()
+                .any(|candidate| bool::from(expected.as_slice().ct_eq(candidate)))
+            {
+                return Ok(id);
+            }
+        }
+        Err(SignatureError::Mismatch)
+    }
+}
+
+fn mac(mut key: HmacSha256, id: &str, ts: &str, body: &[u8]) -> CtOutput<HmacSha256> {
+    key.update(id.as_bytes());
+    key.update(b".");
+    key.update(ts.as_bytes());
+    key.update(b".");
+    key.update(body);
+    key.finalize()
+}
+
+/// Sign a payload the way Gigs (Svix) does; returns the `webhook-signature` value.
+pub fn sign(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let key = HmacSha256::new_from_slice(secret.key()).expect("HMAC accepts any key length");
+    let tag = mac(key, id, &timestamp.to_string(), body).into_bytes();
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(tag)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    // The example from the Standard Webhooks specification / Svix docs.
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TS: i64 = 1614265330;
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    fn headers(prefix: &str, sig: &str, ts: i64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            axum::http::HeaderName::from_bytes(format!("{prefix}-id").as_bytes()).unwrap(),
+            HeaderValue::from_static(ID),
+        );
+        h.insert(
+            axum::http::HeaderName::from_bytes(format!("{prefix}-timestamp").as_bytes()).unwrap(),
+            HeaderValue::from_str(&ts.to_string()).unwrap(),
+        );
+        h.insert(
+            axum::http::HeaderName::from_bytes(format!("{prefix}-signature").as_bytes()).unwrap(),
+            HeaderValue::from_str(sig).unwrap(),
+        );
+        h
+    }
+
+    fn verifier(secrets: &[&str]) -> Verifier {
+        let s: Vec<_> = secrets
+            .iter()
+            .map(|s| WebhookSecret::parse(s).unwrap())
+            .collect();
+        Verifier::new(&s, std::time::Duration::from_secs(300))
+    }
+
+    #[test]
+    fn signing_matches_the_published_example() {
+        let secret = WebhookSecret::parse(SECRET).unwrap();
+        assert_eq!(sign(&secret, ID, TS, BODY), SIG);
+    }
+
+    #[test]
+    fn accepts_webhook_and_svix_headers() {
+        let v = verifier(&[SECRET]);
+        assert_eq!(v.verify(&headers("webhook", SIG, TS), BODY, TS), Ok(ID));
+        assert_eq!(v.verify(&headers("svix", SIG, TS), BODY, TS + 299), Ok(ID));
+    }
+
+    #[test]
+    fn accepts_any_matching_entry_and_any_secret() {
+        let v = verifier(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", SECRET]);
+        let sig = format!("v2,abc v1,Zm9v {SIG}");
+        assert_eq!(v.verify(&headers("webhook", &sig, TS), BODY, TS), Ok(ID));
+    }
+
+    #[test]
+    fn rejects_what_it_must() {
+        let v = verifier(&[SECRET]);
+        let tampered = br#"{"test": 2432232315}"#;
+        assert_eq!(
+            v.verify(&headers("webhook", SIG, TS), tampered, TS),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            v.verify(&headers("webhook", SIG, TS), BODY, TS + 301),
+            Err(SignatureError::TimestampOutOfTolerance)
+        );
+        assert_eq!(
+            v.verify(&headers("webhook", SIG, TS), BODY, TS - 301),
+            Err(SignatureError::TimestampOutOfTolerance)
+        );
+        let v2_only = SIG.replace("v1,", "v2,");
+        assert_eq!(
+            v.verify(&headers("webhook", &v2_only, TS), BODY, TS),
+            Err(SignatureError::NoSupportedSignature)
+        );
+        assert_eq!(
+            v.verify(&HeaderMap::new(), BODY, TS),
+            Err(SignatureError::MissingHeader("webhook-id"))
+        );
+        let other = verifier(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"]);
+        assert_eq!(
+            other.verify(&headers("webhook", SIG, TS), BODY, TS),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_body_signed_verifies_and_any_flip_fails(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512), flip in 0usize..512) {
+            let secret = WebhookSecret::parse(SECRET).unwrap();
+            let v = verifier(&[SECRET]);
+            let sig = sign(&secret, ID, TS, &body);
+            proptest::prop_assert!(v.verify(&headers("webhook", &sig, TS), &body, TS).is_ok());
+            if !body.is_empty() {
+                let mut bad = body.clone();
+                let i = flip % bad.len();
+                bad[i] ^= 0x01;
+                proptest::prop_assert_eq!(v.verify(&headers("webhook", &sig, TS), &bad, TS), Err(SignatureError::Mismatch));
+            }
+        }
+    }
+}

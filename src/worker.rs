@@ -1,0 +1,435 @@
+//! The worker: claim due events and notices, process them, retry with backoff, dead-letter.
+//!
+//! Events become notices in one transaction (event done + its notices queued); notices are
+//! then sent one by one, each under its own stable idempotency key. Claims are leases
+//! renewed while work is in progress; on shutdown the worker hands back what it holds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::Settings;
+use crate::event::Envelope;
+use crate::gigs::GigsClient;
+use crate::handlers::{self, Context};
+use crate::mail::{MailClient, MailRequest};
+use crate::outbound::CallError;
+use crate::store::{now_ms, ClaimedEvent, ClaimedNotice, NewNotice, Queue, Store};
+
+/// When to try again, and when to give up.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+    pub max_age: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff from `base`, doubling per attempt up to `cap`, with jitter
+    /// (uniform in the upper half, so retries of a burst spread out but never come early).
+    /// A server's `Retry-After` is honoured when it asks for longer.
+    pub fn delay(&self, attempts: i64, retry_after: Option<Duration>) -> Duration {
+        let exp = attempts.clamp(1, 40) as u32 - 1;
+        let raw = self
+            .base
+            .checked_mul(2u32.saturating_pow(exp.min(30)))
+            .unwrap_or(self.cap)
+            .min(self.cap);
+        let jittered = raw.mul_f64(rand::random_range(0.5..=1.0));
+        match retry_after {
+            Some(asked) if asked > jittered => asked,
+            _ => jittered,
+        }
+    }
+}
+
+/// The idempotency key of a notice: stable for (event, notice kind, recipient role), so a
+/// reprocessed event yields the same key and the store's dedup keeps one row.
+pub fn notice_id(event_id: &str, kind: &str, role: &str) -> String {
+    let digest = Sha256::digest(format!("{event_id}\n{kind}\n{role}").as_bytes());
+    format!("ntc_{}", &hex::encode(digest)[..32])
+}
+
+/// Everything the worker needs; cheap to clone.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    gigs: GigsClient,
+    mail: MailClient,
+    policy: RetryPolicy,
+    lease: Duration,
+    concurrency: usize,
+    poll: Duration,
+    notice_fields: Vec<String>,
+    wake: Arc<Notify>,
+    /// Identifies this worker's claims.
+    token: String,
+}
+
+/// How long in-flight work may run on after shutdown is asked for, before it is handed back.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl Worker {
+    pub fn new(
+        settings: &Settings,
+        store: Store,
+        gigs: GigsClient,
+        mail: MailClient,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                gigs,
+                mail,
+                policy: RetryPolicy {
+                    base: settings.backoff_base,
+                    cap: settings.backoff_cap,
+                    max_age: settings.max_age,
+                },
+                lease: settings.lease,
+                concurrency: settings.worker_concurrency.max(1),
+                poll: settings.worker_poll,
+                notice_fields: settings.notice_fields.clone(),
+                wake,
+                token: format!("wkr_{}", uuid::Uuid::new_v4().simple()),
+            }),
+        }
+    }
+
+    /// Work until `shutdown` is cancelled, then hand back any claims.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let me = &self.inner;
+        tracing::info!(worker = %me.token, "worker started");
+        while !shutdown.is_cancelled() {
+            let step = self.step();
+            tokio::pin!(step);
+            let worked = tokio::select! {
+                r = &mut step => r,
+                _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                    tracing::warn!("shutdown grace ran out with work in progress; handing it back");
+                    break;
+                }
+            };
+            let worked = match worked {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "worker could not reach the store; will retry");
+                    0
+                }
+            };
+            if worked == 0 {
+                tokio::select! {
+                    _ = me.wake.notified() => {}
+                    _ = tokio::time::sleep(me.poll) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+        }
+        match me.store.release(&me.token).await {
+            Ok(n) if n > 0 => tracing::info!(released = n, "handed back claimed work"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand back claims; their leases will expire")
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// Claim one batch of each queue and process it. Returns how many rows were claimed.
+    pub async fn step(&self) -> Result<usize, crate::store::StoreError> {
+        let me = &self.inner;
+        let now = now_ms();
+        let lease_ms = me.lease.as_millis() as i64;
+        let limit = me.concurrency as i64;
+        let events = me
+            .store
+            .claim_events(&me.token, now, now + lease_ms, limit)
+            .await?;
+        let notices = me
+            .store
+            .claim_notices(&me.token, now, now + lease_ms, limit)
+            .await?;
+        let claimed = events.len() + notices.len();
+        if claimed == 0 {
+            return Ok(0);
+        }
+        let work = async {
+            // Each task owns a handle, which keeps the futures `Send + 'static`-friendly.
+            let events = futures::stream::iter(events).for_each_concurrent(me.concurrency, |e| {
+                let w = self.clone();
+                async move { w.process_event(e).await }
+            });
+            let notices = futures::stream::iter(notices).for_each_concurrent(me.concurrency, |n| {
+                let w = self.clone();
+                async move { w.send_notice(n).await }
+            });
+            tokio::join!(events, notices);
+        };
+        let renew = async {
+            loop {
+                tokio::time::sleep(me.lease / 3).await;
+                let until = now_ms() + lease_ms;
+                for queue in [Queue::Events, Queue::Notices] {
+                    if let Err(e) = me.store.renew(queue, &me.token, until).await {
+                        tracing::warn!(error = %e, "could not renew leases");
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = work => {}
+            _ = renew => {}
+        }
+        Ok(claimed)
+    }
+
+    async fn process_event(&self, ev: ClaimedEvent) {
+        let span = tracing::info_span!("event", event_id = %ev.id, event_type = %ev.event_type, attempt = ev.attempts);
+        self.process_event_inner(ev).instrument(span).await
+    }
+
+    async fn process_event_inner(&self, ev: ClaimedEvent) {
+        let me = &self.inner;
+        let started = Instant::now();
+        let envelope = match Envelope::parse(ev.payload.as_bytes()) {
+            Ok(env) => env,
+            Err(e) => {
+                // Checked at the ingress, so only a changed decoder gets here.
+                let reason = format!("stored event no longer decodes: {}", e.code());
+                self.give_up(Queue::Events, &ev.id, &reason).await;
+                return;
+            }
+        };
+        let Some(event) = envelope.event else {
+            self.finish_event(&ev, Vec::new(), started).await;
+            return;
+        };
+        let at = envelope.time.unwrap_or_else(|| {
+            chrono::DateTime::from_timestamp_millis(ev.received_at).unwrap_or_else(chrono::Utc::now)
+        });
+        let ctx = Context {
+            gigs: &me.gigs,
+            notice_fields: &me.notice_fields,
+        };
+        match handlers::deliveries(&event, at, &ctx).await {
+            Ok(deliveries) => {
+                let notices = deliveries
+                    .into_iter()
+                    .map(|d| {
+                        let kind = d.notice.kind().code();
+                        NewNotice {
+                            id: notice_id(&ev.id, kind, d.role),
+                            kind,
+                            recipient: d.to.expose().to_string(),
+                            subject: d.notice.subject(),
+                            content: d.notice.content(),
+                        }
+                    })
+                    .collect();
+                self.finish_event(&ev, notices, started).await;
+            }
+            Err(e) => {
+                self.failed(Queue::Events, &ev.id, ev.attempts, ev.attempts_since, &e)
+                    .await
+            }
+        }
+    }
+
+    async fn finish_event(&self, ev: &ClaimedEvent, notices: Vec<NewNotice>, started: Instant) {
+        let me = &self.inner;
+        let count = notices.len();
+        match me
+            .store
+            .finish_event(&ev.id, &me.token, &notices, now_ms())
+            .await
+        {
+            Ok(true) => {
+                metrics::histogram!("gigs_notifier_event_processing_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!("gigs_notifier_events_processed_total", "event_type" => ev.event_type.clone())
+                    .increment(1);
+                tracing::info!(notices = count, "event processed");
+            }
+            Ok(false) => {
+                tracing::warn!("lease lost before the event was finished; another worker has it")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not record processed event; it will be retried")
+            }
+        }
+    }
+
+    async fn send_notice(&self, n: ClaimedNotice) {
+        let span = tracing::info_span!("notice", notice_id = %n.id, event_id = %n.event_id, kind = %n.kind, attempt = n.attempts);
+        self.send_notice_inner(n).instrument(span).await
+    }
+
+    async fn send_notice_inner(&self, n: ClaimedNotice) {
+        let me = &self.inner;
+        let request = MailRequest {
+            to: &n.recipient,
+            subject: &n.subject,
+            content: &n.content,
+        };
+        match me.mail.send(&n.id, &request).await {
+            Ok(()) => match me.store.finish_notice(&n.id, &me.token, now_ms()).await {
+                Ok(true) => {
+                    metrics::counter!("gigs_notifier_notices_total", "outcome" => "sent")
+                        .increment(1);
+                    let e2e = (now_ms() - n.created_at).max(0) as f64 / 1000.0;
+                    metrics::histogram!("gigs_notifier_notice_delivery_seconds").record(e2e);
+                    tracing::info!("notice sent");
+                }
+                Ok(false) => tracing::warn!(
+                    "notice sent but its lease was lost; the key makes a resend harmless"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "notice sent but not recorded; the key makes a resend harmless")
+                }
+            },
+            Err(e) => {
+                self.failed(Queue::Notices, &n.id, n.attempts, n.attempts_since, &e)
+                    .await
+            }
+        }
+    }
+
+    /// Retry later, or dead-letter when the error is permanent or the work is too old.
+    async fn failed(&self, queue: Queue, id: &str, attempts: i64, since: i64, error: &CallError) {
+        let me = &self.inner;
+        let retry_after = match error {
+            CallError::Permanent { reason } => {
+                self.give_up(queue, id, reason).await;
+                return;
+            }
+            CallError::Retryable { retry_after, .. } => *retry_after,
+        };
+        let delay = me.policy.delay(attempts, retry_after);
+        let now = now_ms();
+        let next = now + delay.as_millis() as i64;
+        if next - since > me.policy.max_age.as_millis() as i64 {
+            let reason = format!("gave up after {attempts} attempts: {error}");
+            self.give_up(queue, id, &reason).await;
+            return;
+        }
+        if queue == Queue::Notices {
+            metrics::counter!("gigs_notifier_notices_total", "outcome" => "retried").increment(1);
+        }
+        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "will retry");
+        if let Err(e) = me
+            .store
+            .reschedule(queue, id, &me.token, next, &error.to_string())
+            .await
+        {
+            tracing::error!(error = %e, "could not reschedule; the lease will expire and it will be retried");
+        }
+    }
+
+    async fn give_up(&self, queue: Queue, id: &str, reason: &str) {
+        let me = &self.inner;
+        match me
+            .store
+            .dead_letter(queue, id, &me.token, reason, now_ms())
+            .await
+        {
+            Ok(_) => {
+                let label = if queue == Queue::Notices {
+                    "dead_lettered"
+                } else {
+                    "event_dead_lettered"
+                };
+                metrics::counter!("gigs_notifier_notices_total", "outcome" => label).increment(1);
+                tracing::error!(queue = queue.name(), reason, "dead-lettered");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not dead-letter; the lease will expire and it will be retried")
+            }
+        }
+    }
+}
+
+/// Delete old processed work every `interval` (retention).
+pub async fn run_purger(
+    store: Store,
+    retention: Duration,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let before = now_ms() - retention.as_millis() as i64;
+        match store.purge(before).await {
+            Ok((events, notices)) if events + notices > 0 => {
+                tracing::info!(events, notices, "purged old processed work")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purge failed; will try again"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let p = RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(600),
+            max_age: Duration::from_secs(3 * 86_400),
+        };
+        for _ in 0..50 {
+            let d1 = p.delay(1, None);
+            assert!(
+                d1 >= Duration::from_millis(500) && d1 <= Duration::from_secs(1),
+                "{d1:?}"
+            );
+            let d4 = p.delay(4, None);
+            assert!(
+                d4 >= Duration::from_secs(4) && d4 <= Duration::from_secs(8),
+                "{d4:?}"
+            );
+            let d30 = p.delay(30, None);
+            assert!(
+                d30 >= Duration::from_secs(300) && d30 <= Duration::from_secs(600),
+                "{d30:?}"
+            );
+        }
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(42))),
+            Duration::from_secs(42)
+        );
+    }
+
+    #[test]
+    fn notice_ids_are_stable_and_distinct() {
+        let a = notice_id("evt_1", "account_information_changed", "account");
+        assert_eq!(
+            a,
+            notice_id("evt_1", "account_information_changed", "account")
+        );
+        assert_ne!(
+            a,
+            notice_id("evt_1", "email_address_replaced", "previous_address")
+        );
+        assert_ne!(
+            a,
+            notice_id("evt_2", "account_information_changed", "account")
+        );
+        assert!(a.starts_with("ntc_") && a.len() == 36);
+    }
+}
