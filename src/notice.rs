@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(
             n.content(),
             "The following information on your account was changed on 2024-03-10 15:27 UTC: \
-             email address and name. If you did not make this change, contact support right away."
+             email address and name. If you do not recognise this, contact support right away."
         );
         for n in all_notices() {
             assert!(

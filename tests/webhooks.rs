@@ -1,0 +1,451 @@
+//! Black-box tests through HTTP: the real app on port 0, fake Core API and mail service.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+/// Deliver a fixture and check the one notice it makes: recipient, subject, and that no
+/// personal value from the event reaches subject or content.
+async fn one_notice(backend: Backend, fixture_name: &str, recipient: &str, subject: &str) {
+    let app = spawn_app(backend).await;
+    mail_accepts(&app).await;
+    gigs_knows_everyone(&app).await;
+    let body = fixture(fixture_name);
+
+    let (status, answer) = app.deliver(&body).await;
+    app.wait_idle().await;
+
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "accepted");
+    let mails = app.mails().await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let (key, mail) = &mails[0];
+    assert!(key.starts_with("ntc_"), "idempotency key {key}");
+    assert_eq!(mail["to"], recipient);
+    assert_eq!(mail["subject"], subject);
+    let text = format!("{} {}", mail["subject"], mail["content"]);
+    // The event's own personal values, and those the Core API returned about the owner.
+    let mut personal = personal_values(&body);
+    personal.extend([OWNER_EMAIL.to_string(), "Owner Person".to_string(), "jerry".to_string()]);
+    for value in personal {
+        assert!(!text.contains(&value), "personal value leaked into the notice: {text}");
+    }
+}
+
+async fn subscription_created_notifies_the_embedded_user(b: Backend) {
+    one_notice(b, "subscription.created.json", "jerry@example.com", "Your subscription was created").await
+}
+async fn subscription_activated_notifies_the_embedded_user(b: Backend) {
+    one_notice(b, "subscription.activated.json", "jerry@example.com", "Your subscription is now active").await
+}
+async fn subscription_renewed_notifies_the_embedded_user(b: Backend) {
+    one_notice(b, "subscription.renewed.json", "jerry@example.com", "Your subscription was renewed").await
+}
+async fn subscription_canceled_without_embedded_user_asks_the_core_api(b: Backend) {
+    one_notice(b, "subscription.canceled.json", OWNER_EMAIL, "Your subscription was canceled").await
+}
+async fn subscription_resumed_notifies_the_embedded_user(b: Backend) {
+    one_notice(b, "subscription.resumed.json", "jerry@example.com", "Your subscription was resumed").await
+}
+async fn subscription_ended_with_user_lacking_email_asks_the_core_api(b: Backend) {
+    one_notice(b, "subscription.ended.json", OWNER_EMAIL, "Your subscription has ended").await
+}
+async fn port_out_credentials_issued_notifies_the_subscription_owner(b: Backend) {
+    one_notice(b, "portOutCredentials.issued.json", OWNER_EMAIL, "Port-out credentials were issued for your number").await
+}
+async fn user_updated_name_notifies_the_user(b: Backend) {
+    one_notice(b, "user.updated.json", "jerry@example.com", "Your account information was changed").await
+}
+async fn subscription_change_applied_notifies_the_owner_with_the_plan_name(b: Backend) {
+    one_notice(b, "subscriptionChange.applied.json", OWNER_EMAIL, "Your plan was changed").await
+}
+
+both_backends!(
+    subscription_created_notifies_the_embedded_user,
+    subscription_activated_notifies_the_embedded_user,
+    subscription_renewed_notifies_the_embedded_user,
+    subscription_canceled_without_embedded_user_asks_the_core_api,
+    subscription_resumed_notifies_the_embedded_user,
+    subscription_ended_with_user_lacking_email_asks_the_core_api,
+    port_out_credentials_issued_notifies_the_subscription_owner,
+    user_updated_name_notifies_the_user,
+    subscription_change_applied_notifies_the_owner_with_the_plan_name,
+);
+
+async fn plan_change_names_the_new_plan_and_when(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+    gigs_knows_everyone(&app).await;
+    app.deliver(&fixture("subscriptionChange.applied.json")).await;
+    app.wait_idle().await;
+    let content = app.mails().await[0].1["content"].as_str().unwrap().to_string();
+    assert!(content.contains("\"Gigs Unlimited\""), "{content}");
+    assert!(content.contains("2024-03-10 15:27 UTC"), "{content}");
+}
+
+async fn email_change_notifies_the_new_and_the_previous_address(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+    gigs_knows_everyone(&app).await;
+    let body = fixture("user.updated.email.json");
+
+    app.deliver(&body).await;
+    app.wait_idle().await;
+
+    let mails = app.mails().await;
+    let mut to: Vec<&str> = mails.iter().map(|(_, m)| m["to"].as_str().unwrap()).collect();
+    to.sort();
+    assert_eq!(to, ["jerry.new@example.net", "jerry@example.com"]);
+    let keys: std::collections::HashSet<_> = mails.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), 2, "each recipient has its own idempotency key");
+    for (_, m) in &mails {
+        let text = format!("{} {}", m["subject"], m["content"]);
+        assert!(!text.contains("example.net") && !text.contains("jerry@"), "{text}");
+    }
+}
+
+async fn user_without_subscription_is_not_notified(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+    gigs_user_without_subscription(&app, "usr_0TtwGIAf3l2Mfq2h6rMzx7b8CvI1").await;
+    gigs_knows_everyone(&app).await;
+
+    let (status, _) = app.deliver(&fixture("user.updated.json")).await;
+    app.wait_idle().await;
+
+    assert_eq!(status, 202);
+    assert!(app.mails().await.is_empty());
+    assert_eq!(app.count("events", "done").await, 1);
+}
+
+async fn locale_only_change_notifies_nobody_and_asks_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+    gigs_knows_everyone(&app).await;
+
+    let (status, _) = app.deliver(&fixture("user.updated.locale.json")).await;
+    app.wait_idle().await;
+
+    assert_eq!(status, 202);
+    assert!(app.mails().await.is_empty());
+    assert!(app.gigs.received_requests().await.unwrap().is_empty());
+}
+
+async fn redelivery_of_an_event_id_sends_nothing_new(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+    gigs_knows_everyone(&app).await;
+    let body = fixture("portOutCredentials.issued.json");
+
+    let (first, _) = app.deliver(&body).await;
+    app.wait_idle().await;
+    let (second, answer) = app.deliver(&body).await;
+    // Same id, different bytes (Gigs would not, but the id is what counts).
+    let (third, _) = app.deliver(&body.replace("4821", "9999")).await;
+    app.wait_idle().await;
+
+    assert_eq!(first, 202);
+    assert_eq!((second, answer["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(third, 200);
+    assert_eq!(app.mails().await.len(), 1);
+    assert_eq!(app.count("events", "done").await, 1);
+}
+
+async fn unhandled_gigs_type_is_acknowledged_and_ignored(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+
+    let (status, answer) = app.deliver(&fixture("unhandled.sim.activated.json")).await;
+
+    assert_eq!((status, answer["status"].as_str()), (200, Some("ignored")));
+    assert_eq!(app.store.pending().await.unwrap(), 0);
+    assert_eq!(app.count("events", "pending").await + app.count("events", "done").await, 0);
+}
+
+async fn concurrent_deliveries_of_one_id_store_it_once(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+    gigs_knows_everyone(&app).await;
+    let body = fixture("subscription.created.json");
+
+    let answers = futures::future::join_all((0..8).map(|_| app.deliver(&body))).await;
+    app.wait_idle().await;
+
+    let accepted = answers.iter().filter(|(s, _)| *s == 202).count();
+    let duplicates = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!((accepted, duplicates), (1, 7));
+    assert_eq!(app.mails().await.len(), 1);
+}
+
+both_backends!(
+    plan_change_names_the_new_plan_and_when,
+    email_change_notifies_the_new_and_the_previous_address,
+    user_without_subscription_is_not_notified,
+    locale_only_change_notifies_nobody_and_asks_nothing,
+    redelivery_of_an_event_id_sends_nothing_new,
+    unhandled_gigs_type_is_acknowledged_and_ignored,
+    concurrent_deliveries_of_one_id_store_it_once,
+);
+
+/// Send a bad delivery; check the status and error code, and that nothing was stored or sent.
+async fn refused(app: &TestApp, headers: Vec<(&'static str, String)>, body: Vec<u8>, status: u16, code: &str) {
+    let (got, answer) = app.post_raw(&headers, body).await;
+    assert_eq!(got, status, "{answer}");
+    assert_eq!(answer["error"], code, "{answer}");
+    assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+}
+
+async fn bad_deliveries_get_their_status_and_store_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+    gigs_knows_everyone(&app).await;
+    let body = fixture("subscription.created.json").into_bytes();
+    let wrong = gigs_notifier::config::WebhookSecret::parse("whsec_dGhpcyBpcyBub3QgdGhlIHJpZ2h0IHNlY3JldA==").unwrap();
+    let id = "msg_1";
+
+    // Wrong secret, stale and future timestamps.
+    refused(&app, signed_headers("webhook", &wrong, id, now(), &body), body.clone(), 401, "invalid_signature").await;
+    refused(&app, signed_headers("webhook", &app.secret, id, now() - 301, &body), body.clone(), 401, "timestamp_out_of_tolerance").await;
+    refused(&app, signed_headers("webhook", &app.secret, id, now() + 301, &body), body.clone(), 401, "timestamp_out_of_tolerance").await;
+    // Missing headers, one at a time and all.
+    for missing in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        let h: Vec<_> = signed_headers("webhook", &app.secret, id, now(), &body)
+            .into_iter()
+            .filter(|(k, _)| *k != missing)
+            .collect();
+        refused(&app, h, body.clone(), 401, "missing_signature_header").await;
+    }
+    refused(&app, vec![], body.clone(), 401, "missing_signature_header").await;
+    // Not a number.
+    let mut h = signed_headers("webhook", &app.secret, id, now(), &body);
+    h[1].1 = "yesterday".into();
+    refused(&app, h, body.clone(), 401, "invalid_timestamp").await;
+    // Tampered body.
+    let mut tampered = body.clone();
+    let pos = tampered.windows(7).position(|w| w == b"pending").unwrap();
+    tampered[pos..pos + 7].copy_from_slice(b"PENDING");
+    refused(&app, signed_headers("webhook", &app.secret, id, now(), &body), tampered, 401, "invalid_signature").await;
+    // Unknown signature version only.
+    let mut h = signed_headers("webhook", &app.secret, id, now(), &body);
+    h[2].1 = h[2].1.replacen("v1,", "v2,", 1);
+    refused(&app, h, body.clone(), 401, "unsupported_signature").await;
+    // Correctly signed but malformed or not an event.
+    for (name, code) in [
+        ("bad/not-json.json", "invalid_json"),
+        ("bad/missing-id.json", "invalid_envelope"),
+        ("bad/data-not-object.json", "invalid_envelope"),
+        ("bad/portout-without-subscription.json", "invalid_event_data"),
+    ] {
+        let bad = fixture(name).into_bytes();
+        refused(&app, signed_headers("webhook", &app.secret, id, now(), &bad), bad, 400, code).await;
+    }
+    // Over the 1 MiB default limit.
+    let mut big: Value = serde_json::from_slice(&body).unwrap();
+    big["data"]["padding"] = Value::String("x".repeat(1024 * 1024 + 1));
+    let big = serde_json::to_vec(&big).unwrap();
+    refused(&app, signed_headers("webhook", &app.secret, id, now(), &big), big, 413, "payload_too_large").await;
+
+    app.wait_idle().await;
+    assert_eq!(app.store.depth().await.unwrap().iter().map(|(_, _, n)| n).sum::<i64>(), 0);
+    assert!(app.mails().await.is_empty());
+    assert!(app.gigs.received_requests().await.unwrap().is_empty());
+}
+
+async fn rotated_second_secret_is_accepted(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+    gigs_knows_everyone(&app).await;
+    let second = gigs_notifier::config::WebhookSecret::parse(SECOND_SECRET).unwrap();
+
+    let (status, _) = app.deliver_with(&fixture("subscription.renewed.json"), &second).await;
+    app.wait_idle().await;
+
+    assert_eq!(status, 202);
+    assert_eq!(app.mails().await.len(), 1);
+}
+
+async fn svix_headers_are_accepted(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+    gigs_knows_everyone(&app).await;
+    let body = fixture("subscription.ended.json").into_bytes();
+
+    let (status, answer) = app
+        .post_raw(&signed_headers("svix", &app.secret, "msg_svix", now(), &body), body)
+        .await;
+    app.wait_idle().await;
+
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(app.mails().await.len(), 1);
+}
+
+both_backends!(
+    bad_deliveries_get_their_status_and_store_nothing,
+    rotated_second_secret_is_accepted,
+    svix_headers_are_accepted,
+);
+
+async fn core_api_5xx_and_429_then_success_gives_exactly_one_notice(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+    let sub = format!("/projects/{PROJECT}/subscriptions/sub_0SNlurA049MEWV2gSfSxi00xlPIi");
+    Mock::given(method("GET")).and(path(&sub))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1).with_priority(1).mount(&app.gigs).await;
+    Mock::given(method("GET")).and(path(&sub))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
+        .up_to_n_times(1).with_priority(2).mount(&app.gigs).await;
+    Mock::given(method("GET")).and(path(&sub))
+        .respond_with(ResponseTemplate::new(200).set_body_json(subscription_body("usr_owner", OWNER_EMAIL)))
+        .with_priority(3).mount(&app.gigs).await;
+
+    app.deliver(&fixture("portOutCredentials.issued.json")).await;
+    app.wait_idle().await;
+
+    assert_eq!(app.gigs.received_requests().await.unwrap().len(), 3);
+    let mails = app.mails().await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].1["to"], OWNER_EMAIL);
+}
+
+async fn mail_5xx_then_success_reuses_one_idempotency_key(b: Backend) {
+    let app = spawn_app(b).await;
+    gigs_knows_everyone(&app).await;
+    Mock::given(method("POST")).and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(2).with_priority(1).mount(&app.mail).await;
+    Mock::given(method("POST")).and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(408))
+        .up_to_n_times(1).with_priority(2).mount(&app.mail).await;
+    mail_accepts(&app).await;
+
+    app.deliver(&fixture("subscription.activated.json")).await;
+    app.wait_idle().await;
+
+    let mails = app.mails().await;
+    assert_eq!(mails.len(), 4, "three failures and one success");
+    assert!(mails.iter().all(|(k, _)| k == &mails[0].0), "{mails:?}");
+    assert_eq!(app.count("notices", "sent").await, 1);
+}
+
+async fn core_api_404_dead_letters_the_event_with_its_reason(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app).await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&app.gigs)
+        .await;
+
+    app.deliver(&fixture("portOutCredentials.issued.json")).await;
+    app.wait_idle().await;
+
+    let dead = app.store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].queue, "events");
+    assert_eq!(dead[0].attempts, 1, "a 404 is not retried");
+    assert_eq!(dead[0].last_error.as_deref(), Some("Core API GET subscription answered 404"));
+    assert!(app.mails().await.is_empty());
+}
+
+async fn mail_4xx_dead_letters_the_notice_and_retry_delivers_it_once(b: Backend) {
+    let app = spawn_app(b).await;
+    gigs_knows_everyone(&app).await;
+    Mock::given(method("POST")).and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(422))
+        .up_to_n_times(1).with_priority(1).mount(&app.mail).await;
+    mail_accepts(&app).await;
+
+    app.deliver(&fixture("subscription.resumed.json")).await;
+    app.wait_idle().await;
+    let dead = app.store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].queue, "notices");
+    assert_eq!(dead[0].last_error.as_deref(), Some("mail service answered 422"));
+
+    assert!(app.store.retry_dead_letter(&dead[0].id, gigs_notifier::store::now_ms()).await.unwrap());
+    app.wait_idle().await;
+
+    let mails = app.mails().await;
+    assert_eq!(mails.len(), 2, "the refused attempt and the retried one");
+    assert_eq!(mails[0].0, mails[1].0);
+    assert_eq!(app.count("notices", "sent").await, 1);
+    assert!(app.store.dead_letters().await.unwrap().is_empty());
+}
+
+async fn work_older_than_max_age_is_dead_lettered(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.set("MAX_AGE_SECS", "0");
+    })
+    .await;
+    gigs_knows_everyone(&app).await;
+    Mock::given(method("POST")).and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&app.mail).await;
+
+    app.deliver(&fixture("subscription.created.json")).await;
+    app.wait_idle().await;
+
+    let dead = app.store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].last_error.as_deref().unwrap().starts_with("gave up after 1 attempts: mail service answered 503"), "{dead:?}");
+}
+
+both_backends!(
+    core_api_5xx_and_429_then_success_gives_exactly_one_notice,
+    mail_5xx_then_success_reuses_one_idempotency_key,
+    core_api_404_dead_letters_the_event_with_its_reason,
+    mail_4xx_dead_letters_the_notice_and_retry_delivers_it_once,
+    work_older_than_max_age_is_dead_lettered,
+);
+
+async fn app_stopped_after_acknowledging_delivers_after_restart(b: Backend) {
+    // First life: the mail service is down, so events are acknowledged but not delivered.
+    let app = spawn_app(b).await;
+    gigs_knows_everyone(&app).await;
+    Mock::given(method("POST")).and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&app.mail).await;
+    for (i, name) in ["subscription.created.json", "subscription.activated.json", "portOutCredentials.issued.json"]
+        .iter()
+        .enumerate()
+    {
+        let (status, _) = app.deliver(&with_id(&fixture(name), &format!("evt_restart{i}"))).await;
+        assert_eq!(status, 202);
+    }
+    let db_url = app.db.as_ref().unwrap().url.clone();
+    let (gigs, mail, db) = app.stop().await;
+
+    // Second life: same database, the mail service is back.
+    mail.reset().await;
+    Mock::given(method("POST")).and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&mail).await;
+    let raw = test_settings(&db_url, &gigs.uri(), &mail.uri());
+    let mut app = start(raw, gigs, mail).await;
+    app.db = db;
+    app.wait_idle().await;
+
+    let mut mails = app.mails().await;
+    mails.sort_by(|a, b| a.0.cmp(&b.0));
+    mails.dedup_by(|a, b| a.0 == b.0);
+    assert_eq!(mails.len(), 3);
+    assert_eq!(app.count("notices", "sent").await, 3);
+}
+
+both_backends!(app_stopped_after_acknowledging_delivers_after_restart);
+
+async fn health_and_readiness_answer(b: Backend) {
+    let app = spawn_app(b).await;
+    let health = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = app.client.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(ready.headers().contains_key("x-request-id"));
+    let (gigs, mail, db) = app.stop().await;
+    drop((gigs, mail, db));
+}
+
+both_backends!(health_and_readiness_answer);
