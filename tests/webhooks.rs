@@ -29,38 +29,99 @@ async fn one_notice(backend: Backend, fixture_name: &str, recipient: &str, subje
     let text = format!("{} {}", mail["subject"], mail["content"]);
     // The event's own personal values, and those the Core API returned about the owner.
     let mut personal = personal_values(&body);
-    personal.extend([OWNER_EMAIL.to_string(), "Owner Person".to_string(), "jerry".to_string()]);
+    personal.extend([
+        OWNER_EMAIL.to_string(),
+        "Owner Person".to_string(),
+        "jerry".to_string(),
+    ]);
     for value in personal {
-        assert!(!text.contains(&value), "personal value leaked into the notice: {text}");
+        assert!(
+            !text.contains(&value),
+            "personal value leaked into the notice: {text}"
+        );
     }
 }
 
 async fn subscription_created_notifies_the_embedded_user(b: Backend) {
-    one_notice(b, "subscription.created.json", "jerry@example.com", "Your subscription was created").await
+    one_notice(
+        b,
+        "subscription.created.json",
+        "jerry@example.com",
+        "Your subscription was created",
+    )
+    .await
 }
 async fn subscription_activated_notifies_the_embedded_user(b: Backend) {
-    one_notice(b, "subscription.activated.json", "jerry@example.com", "Your subscription is now active").await
+    one_notice(
+        b,
+        "subscription.activated.json",
+        "jerry@example.com",
+        "Your subscription is now active",
+    )
+    .await
 }
 async fn subscription_renewed_notifies_the_embedded_user(b: Backend) {
-    one_notice(b, "subscription.renewed.json", "jerry@example.com", "Your subscription was renewed").await
+    one_notice(
+        b,
+        "subscription.renewed.json",
+        "jerry@example.com",
+        "Your subscription was renewed",
+    )
+    .await
 }
 async fn subscription_canceled_without_embedded_user_asks_the_core_api(b: Backend) {
-    one_notice(b, "subscription.canceled.json", OWNER_EMAIL, "Your subscription was canceled").await
+    one_notice(
+        b,
+        "subscription.canceled.json",
+        OWNER_EMAIL,
+        "Your subscription was canceled",
+    )
+    .await
 }
 async fn subscription_resumed_notifies_the_embedded_user(b: Backend) {
-    one_notice(b, "subscription.resumed.json", "jerry@example.com", "Your subscription was resumed").await
+    one_notice(
+        b,
+        "subscription.resumed.json",
+        "jerry@example.com",
+        "Your subscription was resumed",
+    )
+    .await
 }
 async fn subscription_ended_with_user_lacking_email_asks_the_core_api(b: Backend) {
-    one_notice(b, "subscription.ended.json", OWNER_EMAIL, "Your subscription has ended").await
+    one_notice(
+        b,
+        "subscription.ended.json",
+        OWNER_EMAIL,
+        "Your subscription has ended",
+    )
+    .await
 }
 async fn port_out_credentials_issued_notifies_the_subscription_owner(b: Backend) {
-    one_notice(b, "portOutCredentials.issued.json", OWNER_EMAIL, "Port-out credentials were issued for your number").await
+    one_notice(
+        b,
+        "portOutCredentials.issued.json",
+        OWNER_EMAIL,
+        "Port-out credentials were issued for your number",
+    )
+    .await
 }
 async fn user_updated_name_notifies_the_user(b: Backend) {
-    one_notice(b, "user.updated.json", "jerry@example.com", "Your account information was changed").await
+    one_notice(
+        b,
+        "user.updated.json",
+        "jerry@example.com",
+        "Your account information was changed",
+    )
+    .await
 }
 async fn subscription_change_applied_notifies_the_owner_with_the_plan_name(b: Backend) {
-    one_notice(b, "subscriptionChange.applied.json", OWNER_EMAIL, "Your plan was changed").await
+    one_notice(
+        b,
+        "subscriptionChange.applied.json",
+        OWNER_EMAIL,
+        "Your plan was changed",
+    )
+    .await
 }
 
 both_backends!(
@@ -79,9 +140,13 @@ async fn plan_change_names_the_new_plan_and_when(b: Backend) {
     let app = spawn_app(b).await;
     mail_accepts(&app).await;
     gigs_knows_everyone(&app).await;
-    app.deliver(&fixture("subscriptionChange.applied.json")).await;
+    app.deliver(&fixture("subscriptionChange.applied.json"))
+        .await;
     app.wait_idle().await;
-    let content = app.mails().await[0].1["content"].as_str().unwrap().to_string();
+    let content = app.mails().await[0].1["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(content.contains("\"Gigs Unlimited\""), "{content}");
     assert!(content.contains("2024-03-10 15:27 UTC"), "{content}");
 }
@@ -96,14 +161,20 @@ async fn email_change_notifies_the_new_and_the_previous_address(b: Backend) {
     app.wait_idle().await;
 
     let mails = app.mails().await;
-    let mut to: Vec<&str> = mails.iter().map(|(_, m)| m["to"].as_str().unwrap()).collect();
+    let mut to: Vec<&str> = mails
+        .iter()
+        .map(|(_, m)| m["to"].as_str().unwrap())
+        .collect();
     to.sort();
     assert_eq!(to, ["jerry.new@example.net", "jerry@example.com"]);
     let keys: std::collections::HashSet<_> = mails.iter().map(|(k, _)| k).collect();
     assert_eq!(keys.len(), 2, "each recipient has its own idempotency key");
     for (_, m) in &mails {
         let text = format!("{} {}", m["subject"], m["content"]);
-        assert!(!text.contains("example.net") && !text.contains("jerry@"), "{text}");
+        assert!(
+            !text.contains("example.net") && !text.contains("jerry@"),
+            "{text}"
+        );
     }
 }
 
@@ -148,7 +219,10 @@ async fn redelivery_of_an_event_id_sends_nothing_new(b: Backend) {
     app.wait_idle().await;
 
     assert_eq!(first, 202);
-    assert_eq!((second, answer["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(
+        (second, answer["status"].as_str()),
+        (200, Some("duplicate"))
+    );
     assert_eq!(third, 200);
     assert_eq!(app.mails().await.len(), 1);
     assert_eq!(app.count("events", "done").await, 1);
@@ -162,7 +236,10 @@ async fn unhandled_gigs_type_is_acknowledged_and_ignored(b: Backend) {
 
     assert_eq!((status, answer["status"].as_str()), (200, Some("ignored")));
     assert_eq!(app.store.pending().await.unwrap(), 0);
-    assert_eq!(app.count("events", "pending").await + app.count("events", "done").await, 0);
+    assert_eq!(
+        app.count("events", "pending").await + app.count("events", "done").await,
+        0
+    );
 }
 
 async fn concurrent_deliveries_of_one_id_store_it_once(b: Backend) {
@@ -191,11 +268,20 @@ both_backends!(
 );
 
 /// Send a bad delivery; check the status and error code, and that nothing was stored or sent.
-async fn refused(app: &TestApp, headers: Vec<(&'static str, String)>, body: Vec<u8>, status: u16, code: &str) {
+async fn refused(
+    app: &TestApp,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    status: u16,
+    code: &str,
+) {
     let (got, answer) = app.post_raw(&headers, body).await;
     assert_eq!(got, status, "{answer}");
     assert_eq!(answer["error"], code, "{answer}");
-    assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+    assert!(
+        answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{answer}"
+    );
 }
 
 async fn bad_deliveries_get_their_status_and_store_nothing(b: Backend) {
@@ -203,13 +289,37 @@ async fn bad_deliveries_get_their_status_and_store_nothing(b: Backend) {
     mail_accepts(&app).await;
     gigs_knows_everyone(&app).await;
     let body = fixture("subscription.created.json").into_bytes();
-    let wrong = gigs_notifier::config::WebhookSecret::parse("whsec_dGhpcyBpcyBub3QgdGhlIHJpZ2h0IHNlY3JldA==").unwrap();
+    let wrong = gigs_notifier::config::WebhookSecret::parse(
+        "whsec_dGhpcyBpcyBub3QgdGhlIHJpZ2h0IHNlY3JldA==",
+    )
+    .unwrap();
     let id = "msg_1";
 
     // Wrong secret, stale and future timestamps.
-    refused(&app, signed_headers("webhook", &wrong, id, now(), &body), body.clone(), 401, "invalid_signature").await;
-    refused(&app, signed_headers("webhook", &app.secret, id, now() - 301, &body), body.clone(), 401, "timestamp_out_of_tolerance").await;
-    refused(&app, signed_headers("webhook", &app.secret, id, now() + 301, &body), body.clone(), 401, "timestamp_out_of_tolerance").await;
+    refused(
+        &app,
+        signed_headers("webhook", &wrong, id, now(), &body),
+        body.clone(),
+        401,
+        "invalid_signature",
+    )
+    .await;
+    refused(
+        &app,
+        signed_headers("webhook", &app.secret, id, now() - 301, &body),
+        body.clone(),
+        401,
+        "timestamp_out_of_tolerance",
+    )
+    .await;
+    refused(
+        &app,
+        signed_headers("webhook", &app.secret, id, now() + 301, &body),
+        body.clone(),
+        401,
+        "timestamp_out_of_tolerance",
+    )
+    .await;
     // Missing headers, one at a time and all.
     for missing in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
         let h: Vec<_> = signed_headers("webhook", &app.secret, id, now(), &body)
@@ -227,7 +337,14 @@ async fn bad_deliveries_get_their_status_and_store_nothing(b: Backend) {
     let mut tampered = body.clone();
     let pos = tampered.windows(7).position(|w| w == b"pending").unwrap();
     tampered[pos..pos + 7].copy_from_slice(b"PENDING");
-    refused(&app, signed_headers("webhook", &app.secret, id, now(), &body), tampered, 401, "invalid_signature").await;
+    refused(
+        &app,
+        signed_headers("webhook", &app.secret, id, now(), &body),
+        tampered,
+        401,
+        "invalid_signature",
+    )
+    .await;
     // Unknown signature version only.
     let mut h = signed_headers("webhook", &app.secret, id, now(), &body);
     h[2].1 = h[2].1.replacen("v1,", "v2,", 1);
@@ -237,19 +354,45 @@ async fn bad_deliveries_get_their_status_and_store_nothing(b: Backend) {
         ("bad/not-json.json", "invalid_json"),
         ("bad/missing-id.json", "invalid_envelope"),
         ("bad/data-not-object.json", "invalid_envelope"),
-        ("bad/portout-without-subscription.json", "invalid_event_data"),
+        (
+            "bad/portout-without-subscription.json",
+            "invalid_event_data",
+        ),
     ] {
         let bad = fixture(name).into_bytes();
-        refused(&app, signed_headers("webhook", &app.secret, id, now(), &bad), bad, 400, code).await;
+        refused(
+            &app,
+            signed_headers("webhook", &app.secret, id, now(), &bad),
+            bad,
+            400,
+            code,
+        )
+        .await;
     }
     // Over the 1 MiB default limit.
     let mut big: Value = serde_json::from_slice(&body).unwrap();
     big["data"]["padding"] = Value::String("x".repeat(1024 * 1024 + 1));
     let big = serde_json::to_vec(&big).unwrap();
-    refused(&app, signed_headers("webhook", &app.secret, id, now(), &big), big, 413, "payload_too_large").await;
+    refused(
+        &app,
+        signed_headers("webhook", &app.secret, id, now(), &big),
+        big,
+        413,
+        "payload_too_large",
+    )
+    .await;
 
     app.wait_idle().await;
-    assert_eq!(app.store.depth().await.unwrap().iter().map(|(_, _, n)| n).sum::<i64>(), 0);
+    assert_eq!(
+        app.store
+            .depth()
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, _, n)| n)
+            .sum::<i64>(),
+        0
+    );
     assert!(app.mails().await.is_empty());
     assert!(app.gigs.received_requests().await.unwrap().is_empty());
 }
@@ -260,7 +403,9 @@ async fn rotated_second_secret_is_accepted(b: Backend) {
     gigs_knows_everyone(&app).await;
     let second = gigs_notifier::config::WebhookSecret::parse(SECOND_SECRET).unwrap();
 
-    let (status, _) = app.deliver_with(&fixture("subscription.renewed.json"), &second).await;
+    let (status, _) = app
+        .deliver_with(&fixture("subscription.renewed.json"), &second)
+        .await;
     app.wait_idle().await;
 
     assert_eq!(status, 202);
@@ -274,7 +419,10 @@ async fn svix_headers_are_accepted(b: Backend) {
     let body = fixture("subscription.ended.json").into_bytes();
 
     let (status, answer) = app
-        .post_raw(&signed_headers("svix", &app.secret, "msg_svix", now(), &body), body)
+        .post_raw(
+            &signed_headers("svix", &app.secret, "msg_svix", now(), &body),
+            body,
+        )
         .await;
     app.wait_idle().await;
 
@@ -292,17 +440,31 @@ async fn core_api_5xx_and_429_then_success_gives_exactly_one_notice(b: Backend) 
     let app = spawn_app(b).await;
     mail_accepts(&app).await;
     let sub = format!("/projects/{PROJECT}/subscriptions/sub_0SNlurA049MEWV2gSfSxi00xlPIi");
-    Mock::given(method("GET")).and(path(&sub))
+    Mock::given(method("GET"))
+        .and(path(&sub))
         .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1).with_priority(1).mount(&app.gigs).await;
-    Mock::given(method("GET")).and(path(&sub))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.gigs)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(&sub))
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
-        .up_to_n_times(1).with_priority(2).mount(&app.gigs).await;
-    Mock::given(method("GET")).and(path(&sub))
-        .respond_with(ResponseTemplate::new(200).set_body_json(subscription_body("usr_owner", OWNER_EMAIL)))
-        .with_priority(3).mount(&app.gigs).await;
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&app.gigs)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(&sub))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(subscription_body("usr_owner", OWNER_EMAIL)),
+        )
+        .with_priority(3)
+        .mount(&app.gigs)
+        .await;
 
-    app.deliver(&fixture("portOutCredentials.issued.json")).await;
+    app.deliver(&fixture("portOutCredentials.issued.json"))
+        .await;
     app.wait_idle().await;
 
     assert_eq!(app.gigs.received_requests().await.unwrap().len(), 3);
@@ -314,12 +476,20 @@ async fn core_api_5xx_and_429_then_success_gives_exactly_one_notice(b: Backend) 
 async fn mail_5xx_then_success_reuses_one_idempotency_key(b: Backend) {
     let app = spawn_app(b).await;
     gigs_knows_everyone(&app).await;
-    Mock::given(method("POST")).and(path("/mail/send"))
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
         .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(2).with_priority(1).mount(&app.mail).await;
-    Mock::given(method("POST")).and(path("/mail/send"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&app.mail)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
         .respond_with(ResponseTemplate::new(408))
-        .up_to_n_times(1).with_priority(2).mount(&app.mail).await;
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&app.mail)
+        .await;
     mail_accepts(&app).await;
 
     app.deliver(&fixture("subscription.activated.json")).await;
@@ -339,23 +509,31 @@ async fn core_api_404_dead_letters_the_event_with_its_reason(b: Backend) {
         .mount(&app.gigs)
         .await;
 
-    app.deliver(&fixture("portOutCredentials.issued.json")).await;
+    app.deliver(&fixture("portOutCredentials.issued.json"))
+        .await;
     app.wait_idle().await;
 
     let dead = app.store.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].queue, "events");
     assert_eq!(dead[0].attempts, 1, "a 404 is not retried");
-    assert_eq!(dead[0].last_error.as_deref(), Some("Core API GET subscription answered 404"));
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("Core API GET subscription answered 404")
+    );
     assert!(app.mails().await.is_empty());
 }
 
 async fn mail_4xx_dead_letters_the_notice_and_retry_delivers_it_once(b: Backend) {
     let app = spawn_app(b).await;
     gigs_knows_everyone(&app).await;
-    Mock::given(method("POST")).and(path("/mail/send"))
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
         .respond_with(ResponseTemplate::new(422))
-        .up_to_n_times(1).with_priority(1).mount(&app.mail).await;
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.mail)
+        .await;
     mail_accepts(&app).await;
 
     app.deliver(&fixture("subscription.resumed.json")).await;
@@ -363,9 +541,16 @@ async fn mail_4xx_dead_letters_the_notice_and_retry_delivers_it_once(b: Backend)
     let dead = app.store.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].queue, "notices");
-    assert_eq!(dead[0].last_error.as_deref(), Some("mail service answered 422"));
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("mail service answered 422")
+    );
 
-    assert!(app.store.retry_dead_letter(&dead[0].id, gigs_notifier::store::now_ms()).await.unwrap());
+    assert!(app
+        .store
+        .retry_dead_letter(&dead[0].id, gigs_notifier::store::now_ms())
+        .await
+        .unwrap());
     app.wait_idle().await;
 
     let mails = app.mails().await;
@@ -381,16 +566,25 @@ async fn work_older_than_max_age_is_dead_lettered(b: Backend) {
     })
     .await;
     gigs_knows_everyone(&app).await;
-    Mock::given(method("POST")).and(path("/mail/send"))
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
         .respond_with(ResponseTemplate::new(503))
-        .mount(&app.mail).await;
+        .mount(&app.mail)
+        .await;
 
     app.deliver(&fixture("subscription.created.json")).await;
     app.wait_idle().await;
 
     let dead = app.store.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert!(dead[0].last_error.as_deref().unwrap().starts_with("gave up after 1 attempts: mail service answered 503"), "{dead:?}");
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("gave up after 1 attempts: mail service answered 503"),
+        "{dead:?}"
+    );
 }
 
 both_backends!(
@@ -405,14 +599,22 @@ async fn app_stopped_after_acknowledging_delivers_after_restart(b: Backend) {
     // First life: the mail service is down, so events are acknowledged but not delivered.
     let app = spawn_app(b).await;
     gigs_knows_everyone(&app).await;
-    Mock::given(method("POST")).and(path("/mail/send"))
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
         .respond_with(ResponseTemplate::new(503))
-        .mount(&app.mail).await;
-    for (i, name) in ["subscription.created.json", "subscription.activated.json", "portOutCredentials.issued.json"]
-        .iter()
-        .enumerate()
+        .mount(&app.mail)
+        .await;
+    for (i, name) in [
+        "subscription.created.json",
+        "subscription.activated.json",
+        "portOutCredentials.issued.json",
+    ]
+    .iter()
+    .enumerate()
     {
-        let (status, _) = app.deliver(&with_id(&fixture(name), &format!("evt_restart{i}"))).await;
+        let (status, _) = app
+            .deliver(&with_id(&fixture(name), &format!("evt_restart{i}")))
+            .await;
         assert_eq!(status, 202);
     }
     let db_url = app.db.as_ref().unwrap().url.clone();
@@ -420,9 +622,11 @@ async fn app_stopped_after_acknowledging_delivers_after_restart(b: Backend) {
 
     // Second life: same database, the mail service is back.
     mail.reset().await;
-    Mock::given(method("POST")).and(path("/mail/send"))
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
         .respond_with(ResponseTemplate::new(202))
-        .mount(&mail).await;
+        .mount(&mail)
+        .await;
     let raw = test_settings(&db_url, &gigs.uri(), &mail.uri());
     let mut app = start(raw, gigs, mail).await;
     app.db = db;
@@ -439,9 +643,19 @@ both_backends!(app_stopped_after_acknowledging_delivers_after_restart);
 
 async fn health_and_readiness_answer(b: Backend) {
     let app = spawn_app(b).await;
-    let health = app.client.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    let ready = app.client.get(format!("{}/readyz", app.base)).send().await.unwrap();
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     assert!(ready.headers().contains_key("x-request-id"));
     let (gigs, mail, db) = app.stop().await;

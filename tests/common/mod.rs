@@ -38,17 +38,31 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("test.db").display());
-                Self { url, _dir: Some(dir), pg: None }
+                Self {
+                    url,
+                    _dir: Some(dir),
+                    pg: None,
+                }
             }
             Backend::Postgres => {
-                let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL is set for PostgreSQL tests");
+                let admin = std::env::var("TEST_DATABASE_URL")
+                    .expect("TEST_DATABASE_URL is set for PostgreSQL tests");
                 let name = format!("gn_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
                 conn.close().await.ok();
                 let mut url = url::Url::parse(&admin).unwrap();
                 url.set_path(&name);
-                Self { url: url.to_string(), _dir: None, pg: Some((admin, name)) }
+                Self {
+                    url: url.to_string(),
+                    _dir: None,
+                    pg: Some((admin, name)),
+                }
             }
         }
     }
@@ -59,12 +73,16 @@ impl Drop for TestDb {
         if let Some((admin, name)) = self.pg.take() {
             // Drop runs outside async; a small runtime on its own thread does the cleanup.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
                     }
                 });
             })
@@ -150,10 +168,18 @@ impl TestApp {
     }
 
     pub async fn deliver_with(&self, body: &str, secret: &WebhookSecret) -> (u16, Value) {
-        let a = gigs_notifier::replay::deliver(&self.client, &self.webhook_url, secret, body.as_bytes())
-            .await
-            .expect("request sent");
-        (a.status, serde_json::from_str(&a.body).unwrap_or(Value::Null))
+        let a = gigs_notifier::replay::deliver(
+            &self.client,
+            &self.webhook_url,
+            secret,
+            body.as_bytes(),
+        )
+        .await
+        .expect("request sent");
+        (
+            a.status,
+            serde_json::from_str(&a.body).unwrap_or(Value::Null),
+        )
     }
 
     /// POST with exactly these headers.
@@ -235,8 +261,12 @@ pub async fn mail_accepts(app: &TestApp) {
 /// has one subscription.
 pub async fn gigs_knows_everyone(app: &TestApp) {
     Mock::given(method("GET"))
-        .and(wiremock::matchers::path_regex(format!("^/projects/{PROJECT}/subscriptions/sub_[A-Za-z0-9]+$")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(subscription_body("usr_owner", OWNER_EMAIL)))
+        .and(wiremock::matchers::path_regex(format!(
+            "^/projects/{PROJECT}/subscriptions/sub_[A-Za-z0-9]+$"
+        )))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(subscription_body("usr_owner", OWNER_EMAIL)),
+        )
         .mount(&app.gigs)
         .await;
     Mock::given(method("GET"))
@@ -273,8 +303,11 @@ pub async fn gigs_user_without_subscription(app: &TestApp, user: &str) {
 }
 
 pub fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
-        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
 /// A fixture with a fresh event id, so tests can reuse it.
@@ -287,8 +320,21 @@ pub fn with_id(body: &str, id: &str) -> String {
 /// Personal values in an event: strings under keys that hold personal data.
 pub fn personal_values(body: &str) -> Vec<String> {
     const KEYS: &[&str] = &[
-        "email", "fullName", "firstName", "lastName", "birthday", "phoneNumber", "accountNumber",
-        "accountPin", "iccid", "line1", "line2", "city", "postalCode", "activationCode", "qrCodeUrl",
+        "email",
+        "fullName",
+        "firstName",
+        "lastName",
+        "birthday",
+        "phoneNumber",
+        "accountNumber",
+        "accountPin",
+        "iccid",
+        "line1",
+        "line2",
+        "city",
+        "postalCode",
+        "activationCode",
+        "qrCodeUrl",
     ];
     fn walk(v: &Value, key: Option<&str>, out: &mut Vec<String>) {
         match v {
@@ -306,14 +352,25 @@ pub fn personal_values(body: &str) -> Vec<String> {
 }
 
 /// A signature header set for `body` at `ts`, with `prefix` `webhook` or `svix`.
-pub fn signed_headers(prefix: &str, secret: &WebhookSecret, id: &str, ts: i64, body: &[u8]) -> Vec<(&'static str, String)> {
+pub fn signed_headers(
+    prefix: &str,
+    secret: &WebhookSecret,
+    id: &str,
+    ts: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
     let sig = gigs_notifier::webhook::sign(secret, id, ts, body);
     let (i, t, s) = if prefix == "svix" {
         ("svix-id", "svix-timestamp", "svix-signature")
     } else {
         ("webhook-id", "webhook-timestamp", "webhook-signature")
     };
-    vec![(i, id.to_string()), (t, ts.to_string()), (s, sig), ("content-type", "application/json".to_string())]
+    vec![
+        (i, id.to_string()),
+        (t, ts.to_string()),
+        (s, sig),
+        ("content-type", "application/json".to_string()),
+    ]
 }
 
 pub fn now() -> i64 {

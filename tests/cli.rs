@@ -1,0 +1,358 @@
+//! The real binary: `serve` killed with SIGKILL, bad settings, `replay`, `dead-letters`, `demo`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gigs-notifier");
+
+fn base_env(db_url: &str, gigs: &str, mail: &str) -> Vec<(String, String)> {
+    [
+        ("GIGS_WEBHOOK_SECRET", SECRET.to_string()),
+        ("GIGS_API_URL", gigs.to_string()),
+        ("GIGS_PROJECT", PROJECT.to_string()),
+        ("GIGS_TOKEN", "test-token".to_string()),
+        ("MAIL_URL", format!("{mail}/mail/send")),
+        ("DATABASE_URL", db_url.to_string()),
+        ("LISTEN_ADDR", "127.0.0.1:0".to_string()),
+        ("BACKOFF_BASE_MS", "20".to_string()),
+        ("WORKER_POLL_MS", "50".to_string()),
+        ("LEASE_SECS", "1".to_string()),
+        ("HTTP_TIMEOUT_SECS", "5".to_string()),
+        ("RUST_LOG", "info".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A running `serve` process and the port it listens on.
+struct Served {
+    child: Child,
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn serve(env: &[(String, String)]) -> Served {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .envs(env.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("\"listening\"") {
+                if let Some(tx) = tx.take() {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let addr: std::net::SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+                    let _ = tx.send(addr.port());
+                }
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("serve logs its address");
+    Served { child, port, log }
+}
+
+async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn distinct_keys(mail: &MockServer) -> std::collections::HashSet<String> {
+    mail.received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_killed_with_sigkill_loses_nothing_after_restart() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let gigs = MockServer::start().await;
+    let mail = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(subscription_body("usr_owner", OWNER_EMAIL)),
+        )
+        .mount(&gigs)
+        .await;
+    // First life: the mail service hangs, so notices are claimed and in flight at the kill.
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(202).set_delay(Duration::from_secs(30)))
+        .mount(&mail)
+        .await;
+    let env = base_env(&db.url, &gigs.uri(), &mail.uri());
+    let mut first = serve(&env);
+    let url = format!("http://127.0.0.1:{}/webhooks/gigs", first.port);
+    let secret = gigs_notifier::config::WebhookSecret::parse(SECRET).unwrap();
+    let client = reqwest::Client::new();
+    let names = [
+        "subscription.created.json",
+        "subscription.renewed.json",
+        "portOutCredentials.issued.json",
+        "subscription.ended.json",
+    ];
+    let mut acked = 0;
+    for i in 0..20 {
+        let body = with_id(&fixture(names[i % names.len()]), &format!("evt_kill{i}"));
+        let a = gigs_notifier::replay::deliver(&client, &url, &secret, body.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(a.status, 202, "{}", a.body);
+        acked += 1;
+    }
+    wait_for("mail attempts in flight", async || {
+        !mail.received_requests().await.unwrap().is_empty()
+    })
+    .await;
+
+    first.child.kill().unwrap(); // SIGKILL
+    first.child.wait().unwrap();
+
+    // Second life: same database, the mail service answers at once.
+    mail.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&mail)
+        .await;
+    let mut second = serve(&env);
+    wait_for("every notice", async || {
+        distinct_keys(&mail).await.len() == acked
+    })
+    .await;
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+
+    assert_eq!(distinct_keys(&mail).await.len(), 20);
+    let log = second.log.lock().unwrap().join("\n");
+    assert!(
+        !log.contains("jerry@example.com") && !log.contains(OWNER_EMAIL),
+        "personal data in logs"
+    );
+}
+
+fn run_with(env: &[(String, String)], args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().cloned())
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn bad_settings_stop_serve_with_the_variable_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("x.db").display());
+    let good = base_env(&db, "http://127.0.0.1:9", "http://127.0.0.1:9");
+    let cases: Vec<(&str, Option<&str>, &str)> = vec![
+        (
+            "GIGS_WEBHOOK_SECRET",
+            None,
+            "GIGS_WEBHOOK_SECRET: is required but not set",
+        ),
+        (
+            "GIGS_WEBHOOK_SECRET",
+            Some("whsec_%%%notbase64"),
+            "GIGS_WEBHOOK_SECRET: secret #1: is not base64",
+        ),
+        (
+            "GIGS_WEBHOOK_SECRET",
+            Some("whsec_c2hvcnQ="),
+            "GIGS_WEBHOOK_SECRET: secret #1: must decode to 24 to 64 bytes",
+        ),
+        (
+            "MAIL_URL",
+            Some("mail.example.com/send"),
+            "MAIL_URL: is not a valid URL",
+        ),
+        (
+            "GIGS_API_URL",
+            Some("ftp://api.gigs.com"),
+            "GIGS_API_URL: must be an http:// or https:// URL",
+        ),
+        ("GIGS_TOKEN", None, "GIGS_TOKEN: is required but not set"),
+        (
+            "DATABASE_URL",
+            Some("postgres://postgres@127.0.0.1:1/nowhere"),
+            "DATABASE_URL: cannot open the database",
+        ),
+        (
+            "LEASE_SECS",
+            Some("soon"),
+            "LEASE_SECS: must be a whole number",
+        ),
+    ];
+    for (key, value, expected) in cases {
+        let mut env: Vec<_> = good.iter().filter(|(k, _)| k != key).cloned().collect();
+        if let Some(v) = value {
+            env.push((key.to_string(), v.to_string()));
+        }
+        let out = run_with(&env, &["serve"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{key}: expected {expected:?} in {stderr:?}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
+        if let Some(v) = value.filter(|_| key == "GIGS_WEBHOOK_SECRET") {
+            assert!(!stderr.contains(v), "secret echoed: {stderr}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_signs_fixtures_and_prints_each_answer() {
+    let app = spawn_app(Backend::Sqlite).await;
+    mail_accepts(&app).await;
+    gigs_knows_everyone(&app).await;
+    let fixtures = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+
+    let out = tokio::task::spawn_blocking({
+        let url = app.webhook_url.clone();
+        move || {
+            Command::new(BIN)
+                .args([
+                    "replay",
+                    "--url",
+                    &url,
+                    "--secret",
+                    SECRET,
+                    &fixtures,
+                    &format!("{fixtures}/bad/not-json.json"),
+                ])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    app.wait_idle().await;
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("subscription.created.json -> 202"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("unhandled.sim.activated.json -> 200"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not-json.json -> 400"), "{stdout}");
+    assert!(
+        stdout.contains("replayed 13 file(s): 12 2xx, 1 4xx, 0 5xx, 0 failed"),
+        "{stdout}"
+    );
+    assert_eq!(app.count("events", "done").await, 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_cli_lists_shows_masked_and_retries() {
+    let app = spawn_app(Backend::Sqlite).await;
+    gigs_knows_everyone(&app).await;
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(400))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.mail)
+        .await;
+    mail_accepts(&app).await;
+    app.deliver(&fixture("subscription.created.json")).await;
+    app.wait_idle().await;
+    let db_url = app.db.as_ref().unwrap().url.clone();
+    let env = vec![("DATABASE_URL".to_string(), db_url)];
+
+    let list = run_with(&env, &["dead-letters", "list"]);
+    let list_out = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(list.status.success(), "{list_out}");
+    assert!(list_out.contains("mail service answered 400"), "{list_out}");
+    assert!(list_out.contains("subscription_created"), "{list_out}");
+    assert!(list_out.contains("1 dead letter(s)"), "{list_out}");
+    let id = app.store.dead_letters().await.unwrap()[0].id.clone();
+
+    let show = run_with(&env, &["dead-letters", "show", &id]);
+    let show_out = String::from_utf8_lossy(&show.stdout).to_string();
+    assert!(show.status.success());
+    assert!(
+        show_out.contains("evt_0SNlurA049MEWV5gNTcQ5A07h3Ol"),
+        "{show_out}"
+    );
+    for value in personal_values(&fixture("subscription.created.json")) {
+        assert!(!show_out.contains(&value), "{value} shown: {show_out}");
+    }
+
+    let retry = run_with(&env, &["dead-letters", "retry", "--all"]);
+    let retry_out = String::from_utf8_lossy(&retry.stdout).to_string();
+    assert!(retry.status.success());
+    assert!(
+        retry_out.contains("requeued 1 of 1 dead letter(s)"),
+        "{retry_out}"
+    );
+    app.wait_idle().await;
+    assert_eq!(app.count("notices", "sent").await, 1);
+    let missing = run_with(&env, &["dead-letters", "retry", "ntc_nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+#[test]
+fn demo_shows_a_notice_for_every_handled_type() {
+    let out = Command::new(BIN).arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for t in gigs_notifier::event::HandledType::ALL {
+        let short = t.type_name().trim_start_matches("com.gigs.");
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(short) && l.contains("202 accepted"))
+            .unwrap_or_else(|| panic!("no row for {short}: {stdout}"));
+        assert!(!row.contains("(no notice)"), "{row}");
+    }
+    assert!(
+        stdout.contains("every handled event produced its notice"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("jerry@example.com"),
+        "demo prints addresses masked"
+    );
+}
