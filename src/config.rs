@@ -178,6 +178,17 @@ impl RawSettings {
         }
     }
 
+    /// The port of `LISTEN_ADDR` (for `healthcheck`).
+    pub fn listen_port(&self) -> Result<u16, ConfigError> {
+        let text = self.required("LISTEN_ADDR")?;
+        text.parse::<SocketAddr>().map(|a| a.port()).map_err(|_| {
+            ConfigError::new(
+                "LISTEN_ADDR",
+                format!("must be HOST:PORT like 0.0.0.0:8080, got {text:?}"),
+            )
+        })
+    }
+
     /// The log output format.
     pub fn log_format(&self) -> Result<LogFormat, ConfigError> {
         match self.get("LOG_FORMAT").unwrap_or("json") {
@@ -476,6 +487,20 @@ mod tests {
         let s = raw.into_settings().unwrap();
         assert_eq!(s.lease, Duration::from_secs(7));
         assert_eq!(s.mail_url.as_str(), "http://env.example/mail");
+    }
+
+    #[test]
+    fn example_config_documents_every_key_and_loads() {
+        let text = include_str!("../config/gigs-notifier.example.toml");
+        for (key, _) in KEYS {
+            assert!(
+                text.contains(&key.to_ascii_lowercase()),
+                "{key} is not documented"
+            );
+        }
+        let mut raw = RawSettings::defaults();
+        raw.merge_toml(text).unwrap();
+        raw.into_settings().unwrap();
     }
 
     #[test]

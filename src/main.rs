@@ -39,6 +39,8 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Exit 0 if the local service answers /healthz (the container's HEALTHCHECK).
+    Healthcheck,
     /// Inspect and retry dead letters in the configured database.
     DeadLetters {
         #[command(subcommand)]
@@ -111,6 +113,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let secret = WebhookSecret::parse(first)
                 .map_err(|p| anyhow::anyhow!("--secret / GIGS_WEBHOOK_SECRET: {p}"))?;
             Ok(if replay::run(&url, &secret, &paths).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Healthcheck => {
+            let raw = RawSettings::load(cli.config.as_deref())?;
+            let port = raw.listen_port()?;
+            let url = format!("http://127.0.0.1:{port}/healthz");
+            let client = gigs_notifier::outbound::http_client(std::time::Duration::from_secs(3));
+            let healthy = matches!(client.get(&url).send().await, Ok(r) if r.status().is_success());
+            if !healthy {
+                eprintln!("unhealthy: {url} did not answer 2xx");
+            }
+            Ok(if healthy {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# Build: dependencies first (cached until Cargo.toml/Cargo.lock change), then the service.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock build.rs ./
+RUN mkdir -p src/bin \
+ && echo 'fn main() {}' > src/main.rs \
+ && echo 'fn main() {}' > src/bin/loadgen.rs \
+ && touch src/lib.rs \
+ && cargo build --release --locked --bin gigs-notifier \
+ && rm -rf src
+COPY src ./src
+COPY migrations ./migrations
+COPY tests/fixtures ./tests/fixtures
+RUN touch src/main.rs src/lib.rs \
+ && cargo build --release --locked --bin gigs-notifier \
+ && mkdir -p /data
+
+# Run: a small image with CA certificates and libc only, as a non-root user.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/gigs-notifier /usr/local/bin/gigs-notifier
+COPY --from=build --chown=65532:65532 /data /data
+WORKDIR /data
+ENV LISTEN_ADDR=0.0.0.0:8080 \
+    DATABASE_URL=sqlite:///data/gigs-notifier.db \
+    LOG_FORMAT=json \
+    RUST_LOG=info
+USER 65532:65532
+EXPOSE 8080
+VOLUME ["/data"]
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["gigs-notifier", "healthcheck"]
+CMD ["gigs-notifier", "serve"]
