@@ -317,7 +317,13 @@ impl WebhookSecret {
     /// Parse `whsec_<base64>` (the prefix is optional); the key must be 24 to 64 bytes.
     pub fn parse(text: &str) -> Result<Self, String> {
         let b64 = text.strip_prefix("whsec_").unwrap_or(text);
-        let bytes = base64::engine::general_purpose::STANDARD
+        // Padding is optional: some tools print secrets without the trailing '='.
+        const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        let bytes = LENIENT
             .decode(b64)
             .map_err(|_| "is not base64 after the optional whsec_ prefix".to_string())?;
         if !(24..=64).contains(&bytes.len()) {

@@ -316,10 +316,14 @@ fn decode(
         }
         HandledType::UserUpdated => {
             let user: WireUser = serde_json::from_str(json).map_err(err)?;
-            let previous = previous.ok_or_else(|| "user.updated needs previousData".to_string())?;
-            let map: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(previous.get())
-                    .map_err(|_| "previousData must be an object".to_string())?;
+            // Without previousData nothing is known to have changed: no notice, no error
+            // (a 400 would only make Gigs retry the same body for days).
+            let map: serde_json::Map<String, serde_json::Value> = match previous {
+                None => serde_json::Map::new(),
+                Some(p) if p.get() == "null" => serde_json::Map::new(),
+                Some(p) => serde_json::from_str(p.get())
+                    .map_err(|_| "previousData must be an object".to_string())?,
+            };
             let previous_email = map
                 .get("email")
                 .and_then(|v| v.as_str())

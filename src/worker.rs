@@ -250,7 +250,7 @@ impl Worker {
         let count = notices.len();
         match me
             .store
-            .finish_event(&ev.id, &me.token, &notices, now_ms())
+            .finish_event(ev, &me.token, &notices, now_ms())
             .await
         {
             Ok(true) => {
@@ -286,8 +286,11 @@ impl Worker {
                 Ok(true) => {
                     metrics::counter!("gigs_notifier_notices_total", "outcome" => "sent")
                         .increment(1);
-                    let e2e = (now_ms() - n.created_at).max(0) as f64 / 1000.0;
-                    metrics::histogram!("gigs_notifier_notice_delivery_seconds").record(e2e);
+                    let now = now_ms();
+                    let queued = (now - n.created_at).max(0) as f64 / 1000.0;
+                    metrics::histogram!("gigs_notifier_notice_delivery_seconds").record(queued);
+                    let e2e = (now - n.event_received_at).max(0) as f64 / 1000.0;
+                    metrics::histogram!("gigs_notifier_end_to_end_seconds").record(e2e);
                     tracing::info!("notice sent");
                 }
                 Ok(false) => tracing::warn!(

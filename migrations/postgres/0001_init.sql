@@ -32,6 +32,8 @@ CREATE TABLE notices (
     claim_token     TEXT,
     last_error      TEXT,
     created_at      BIGINT NOT NULL,
+    -- When the event behind this notice was acknowledged (end-to-end latency).
+    event_received_at BIGINT NOT NULL,
     attempts_since  BIGINT NOT NULL,
     finished_at     BIGINT
 );

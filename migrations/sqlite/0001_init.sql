@@ -32,6 +32,8 @@ CREATE TABLE notices (
     claim_token     TEXT,
     last_error      TEXT,
     created_at      INTEGER NOT NULL,
+    -- When the event behind this notice was acknowledged (end-to-end latency).
+    event_received_at INTEGER NOT NULL,
     attempts_since  INTEGER NOT NULL,
     finished_at     INTEGER
 );

@@ -86,6 +86,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .fallback(|| async {
+            error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
         .with_state(state)
 }
 
