@@ -2,96 +2,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use common::process::*;
 use common::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const BIN: &str = env!("CARGO_BIN_EXE_gigs-notifier");
-
-fn base_env(db_url: &str, gigs: &str, mail: &str) -> Vec<(String, String)> {
-    [
-        ("GIGS_WEBHOOK_SECRET", SECRET.to_string()),
-        ("GIGS_API_URL", gigs.to_string()),
-        ("GIGS_PROJECT", PROJECT.to_string()),
-        ("GIGS_TOKEN", "test-token".to_string()),
-        ("MAIL_URL", format!("{mail}/mail/send")),
-        ("DATABASE_URL", db_url.to_string()),
-        ("LISTEN_ADDR", "127.0.0.1:0".to_string()),
-        ("BACKOFF_BASE_MS", "20".to_string()),
-        ("WORKER_POLL_MS", "50".to_string()),
-        ("LEASE_SECS", "1".to_string()),
-        ("HTTP_TIMEOUT_SECS", "5".to_string()),
-        ("RUST_LOG", "info".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
-/// A running `serve` process and the port it listens on.
-struct Served {
-    child: Child,
-    port: u16,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-fn serve(env: &[(String, String)]) -> Served {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env_clear()
-        .envs(env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("\"listening\"") {
-                if let Some(tx) = tx.take() {
-                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-                    let addr: std::net::SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
-                    let _ = tx.send(addr.port());
-                }
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let port = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("serve logs its address");
-    Served { child, port, log }
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn distinct_keys(mail: &MockServer) -> std::collections::HashSet<String> {
-    mail.received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter_map(|r| {
-            r.headers
-                .get("idempotency-key")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_killed_with_sigkill_loses_nothing_after_restart() {
@@ -355,4 +272,109 @@ fn demo_shows_a_notice_for_every_handled_type() {
         !stdout.contains("jerry@example.com"),
         "demo prints addresses masked"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_carry_ids_and_never_personal_values_or_secrets() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let gigs = MockServer::start().await;
+    let mail = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/projects/{PROJECT}/subscriptions")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list_body(1)))
+        .mount(&gigs)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(subscription_body("usr_owner", OWNER_EMAIL)),
+        )
+        .mount(&gigs)
+        .await;
+    // One failure first, so retry and error paths log too.
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&mail)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&mail)
+        .await;
+    let mut env = base_env(&db.url, &gigs.uri(), &mail.uri());
+    env.retain(|(k, _)| k != "RUST_LOG");
+    env.push(("RUST_LOG".into(), "debug".into()));
+    env.push(("MAIL_TOKEN".into(), "mail-token-do-not-log".into()));
+    env.retain(|(k, _)| k != "GIGS_TOKEN");
+    env.push(("GIGS_TOKEN".into(), "gigs-token-do-not-log".into()));
+    let mut served = serve(&env);
+    let url = format!("http://127.0.0.1:{}/webhooks/gigs", served.port);
+    let secret = gigs_notifier::config::WebhookSecret::parse(SECRET).unwrap();
+    let client = reqwest::Client::new();
+    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let files =
+        gigs_notifier::replay::expand(&[dir.clone().into(), format!("{dir}/bad").into()]).unwrap();
+    let mut personal = vec![OWNER_EMAIL.to_string(), "Owner Person".to_string()];
+    for f in &files {
+        let body = std::fs::read_to_string(f).unwrap();
+        if body.trim_start().starts_with('{')
+            && serde_json::from_str::<serde_json::Value>(&body).is_ok()
+        {
+            personal.extend(personal_values(&body));
+        }
+        gigs_notifier::replay::deliver(&client, &url, &secret, body.as_bytes())
+            .await
+            .unwrap();
+    }
+    // A forged one too.
+    let wrong = gigs_notifier::config::WebhookSecret::parse(SECOND_SECRET).unwrap();
+    gigs_notifier::replay::deliver(
+        &client,
+        &url,
+        &wrong,
+        fixture("user.updated.json").as_bytes(),
+    )
+    .await
+    .unwrap();
+    wait_for("all notices", async || {
+        distinct_keys(&mail).await.len() == 11
+    })
+    .await;
+    // SIGTERM: graceful shutdown logs too.
+    served.terminate();
+    served.child.wait().unwrap();
+
+    let log = served.log.lock().unwrap().join("\n");
+    assert!(log.lines().count() > 50, "expected a real log:\n{log}");
+    personal.sort();
+    personal.dedup();
+    for value in &personal {
+        assert!(
+            !log.contains(value.as_str()),
+            "personal value {value:?} logged: {}",
+            log.lines()
+                .find(|l| l.contains(value.as_str()))
+                .unwrap_or_default()
+        );
+    }
+    for secret in [
+        SECRET,
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "mail-token-do-not-log",
+        "gigs-token-do-not-log",
+    ] {
+        assert!(!log.contains(secret), "secret logged");
+    }
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|_| panic!("not JSON: {line}"));
+    }
+    assert!(log.contains("\"request_id\""), "request ids are logged");
+    assert!(
+        log.contains("\"event_id\":\"evt_0TPocIssued0000000000000001\""),
+        "event ids are logged"
+    );
+    assert!(log.contains("shutting down"), "graceful shutdown is logged");
 }

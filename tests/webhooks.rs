@@ -215,7 +215,7 @@ async fn redelivery_of_an_event_id_sends_nothing_new(b: Backend) {
     app.wait_idle().await;
     let (second, answer) = app.deliver(&body).await;
     // Same id, different bytes (Gigs would not, but the id is what counts).
-    let (third, _) = app.deliver(&body.replace("4821", "9999")).await;
+    let (third, _) = app.deliver(&body.replace("48213957", "99990000")).await;
     app.wait_idle().await;
 
     assert_eq!(first, 202);

@@ -3,6 +3,8 @@
 //! test creates its own database and drops it afterwards).
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::time::{Duration, Instant};
 
 use gigs_notifier::config::{RawSettings, WebhookSecret};

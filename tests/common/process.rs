@@ -1,0 +1,110 @@
+//! Running the real binary: `serve` as a child process, like a container would.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wiremock::MockServer;
+
+use super::{PROJECT, SECRET};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gigs-notifier");
+
+pub fn base_env(db_url: &str, gigs: &str, mail: &str) -> Vec<(String, String)> {
+    [
+        ("GIGS_WEBHOOK_SECRET", SECRET.to_string()),
+        ("GIGS_API_URL", gigs.to_string()),
+        ("GIGS_PROJECT", PROJECT.to_string()),
+        ("GIGS_TOKEN", "test-token".to_string()),
+        ("MAIL_URL", format!("{mail}/mail/send")),
+        ("DATABASE_URL", db_url.to_string()),
+        ("LISTEN_ADDR", "127.0.0.1:0".to_string()),
+        ("BACKOFF_BASE_MS", "20".to_string()),
+        ("WORKER_POLL_MS", "50".to_string()),
+        ("LEASE_SECS", "1".to_string()),
+        ("HTTP_TIMEOUT_SECS", "5".to_string()),
+        ("RUST_LOG", "info".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A running `serve` process and the port it listens on.
+pub struct Served {
+    pub child: Child,
+    pub port: u16,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub fn serve(env: &[(String, String)]) -> Served {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .envs(env.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("\"listening\"") {
+                if let Some(tx) = tx.take() {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let addr: std::net::SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+                    let _ = tx.send(addr.port());
+                }
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("serve logs its address");
+    Served { child, port, log }
+}
+
+pub async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn distinct_keys(mail: &MockServer) -> std::collections::HashSet<String> {
+    mail.received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+impl Served {
+    /// SIGTERM, then wait for the process to exit.
+    pub fn terminate(&mut self) {
+        unsafe { kill(self.child.id() as i32, 15) };
+        self.child.wait().unwrap();
+    }
+
+    /// SIGKILL, then reap it.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+unsafe extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
