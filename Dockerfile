@@ -3,15 +3,15 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
-RUN mkdir -p src/bin \
+RUN mkdir -p src tests \
  && echo 'fn main() {}' > src/main.rs \
- && echo 'fn main() {}' > src/bin/loadgen.rs \
+ && echo 'fn main() {}' > tests/postgres_suite.rs \
  && touch src/lib.rs \
  && cargo build --release --locked --bin gigs-notifier \
- && rm -rf src
+ && rm -rf src tests
 COPY src ./src
 COPY migrations ./migrations
-COPY tests/fixtures ./tests/fixtures
+COPY tests ./tests
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --bin gigs-notifier \
  && mkdir -p /data
