@@ -189,28 +189,33 @@ struct Load {
 }
 
 /// Closed loop: `concurrency` connections, each sending its next request when the last
-/// one was answered, until all are sent.
+/// one was answered, until `total` requests (cycling through `requests`) are answered.
+/// Connections are opened before the clock starts.
 async fn closed_loop(
     port: u16,
     requests: Arc<Vec<Vec<u8>>>,
+    total: usize,
     concurrency: usize,
 ) -> anyhow::Result<Load> {
+    let mut conns = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        conns.push(Conn::open(port).await?);
+    }
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
+    for mut conn in conns {
         let (next, requests) = (next.clone(), requests.clone());
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::open(port).await?;
             let mut hist = histogram();
             let mut ok = 0;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests.len() {
+                if i >= total {
                     return anyhow::Ok((ok, hist));
                 }
                 let t = Instant::now();
-                let status = conn.call(&requests[i]).await?;
+                let status = conn.call(&requests[i % requests.len()]).await?;
                 hist.saturating_record(t.elapsed().as_micros() as u64);
                 ok += (200..300).contains(&status) as usize;
             }
@@ -244,8 +249,8 @@ async fn open_loop(
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let (rx, requests) = (rx.clone(), requests.clone());
+        let mut conn = Conn::open(port).await?;
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::open(port).await?;
             let mut hist = histogram();
             let mut ok = 0;
             loop {
@@ -474,7 +479,13 @@ async fn round(
     // 1. Durable ingest at full speed.
     let p = prepare(&secret, &format!("r{no}t"), opts.events);
     let requests = Arc::new(p.requests);
-    let load = closed_loop(service.port, requests.clone(), opts.concurrency).await?;
+    let load = closed_loop(
+        service.port,
+        requests.clone(),
+        opts.events,
+        opts.concurrency,
+    )
+    .await?;
     if load.ok != opts.events {
         bail!(
             "ingest: only {} of {} events acknowledged",
@@ -495,8 +506,9 @@ async fn round(
     }
     r.drain_per_s = got as f64 / (drain_started.elapsed() + load.elapsed).as_secs_f64();
 
-    // 2. The floor: same requests, same tool, an endpoint that does nothing.
-    let load = closed_loop(floor.port, requests, opts.concurrency).await?;
+    // 2. The floor: same requests, same tool, an endpoint that does nothing. It is much
+    // faster, so it gets three times the requests to run long enough to measure.
+    let load = closed_loop(floor.port, requests, 3 * opts.events, opts.concurrency).await?;
     r.floor_per_s = load.ok as f64 / load.elapsed.as_secs_f64();
     floor.stop().await;
 

@@ -49,7 +49,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("TIMESTAMP_TOLERANCE_SECS", Some("300")),
     ("NOTICE_FIELDS", Some("email,fullName,birthday")),
     ("HTTP_TIMEOUT_SECS", Some("10")),
-    ("WORKER_CONCURRENCY", Some("16")),
+    ("WORKER_CONCURRENCY", Some("64")),
     ("WORKER_POLL_MS", Some("1000")),
     ("LEASE_SECS", Some("30")),
     ("BACKOFF_BASE_MS", Some("1000")),

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +18,7 @@ use crate::gigs::GigsClient;
 use crate::handlers::{self, Context};
 use crate::mail::{MailClient, MailRequest};
 use crate::outbound::CallError;
-use crate::store::{now_ms, ClaimedEvent, ClaimedNotice, NewNotice, Queue, Store};
+use crate::store::{now_ms, ClaimedEvent, ClaimedNotice, Completion, NewNotice, Queue, Store};
 
 /// When to try again, and when to give up.
 #[derive(Debug, Clone)]
@@ -107,34 +106,54 @@ impl Worker {
     }
 
     /// Work until `shutdown` is cancelled, then hand back any claims.
+    ///
+    /// A continuous pipeline rather than batch steps: whenever fewer than
+    /// `worker_concurrency` items are in flight, claim more (notices first, since they are
+    /// closest to done), so one slow call never holds up the rest.
     pub async fn run(self, shutdown: CancellationToken) {
         let me = &self.inner;
         tracing::info!(worker = %me.token, "worker started");
+        let renewer = tokio::spawn(self.clone().renew_leases(shutdown.clone()));
+        let mut in_flight = tokio::task::JoinSet::new();
         while !shutdown.is_cancelled() {
-            let step = self.step();
-            tokio::pin!(step);
-            let worked = tokio::select! {
-                r = &mut step => r,
-                _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-                    tracing::warn!("shutdown grace ran out with work in progress; handing it back");
-                    break;
+            // Claim in batches (each claim is a write): when idle, or once a quarter of the
+            // slots are free, not every time one item finishes.
+            let free = me.concurrency.saturating_sub(in_flight.len());
+            let mut claimed = 0;
+            if free > 0 && (in_flight.is_empty() || free >= (me.concurrency / 4).max(1)) {
+                match self.claim(free as i64).await {
+                    Ok((events, notices)) => {
+                        claimed = events.len() + notices.len();
+                        for n in notices {
+                            let w = self.clone();
+                            in_flight.spawn(async move { w.send_notice(n).await });
+                        }
+                        for e in events {
+                            let w = self.clone();
+                            in_flight.spawn(async move { w.process_event(e).await });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "worker could not reach the store; will retry")
+                    }
                 }
-            };
-            let worked = match worked {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(error = %e, "worker could not reach the store; will retry");
-                    0
-                }
-            };
-            if worked == 0 {
+            }
+            if claimed == 0 || in_flight.len() + (me.concurrency / 4).max(1) > me.concurrency {
                 tokio::select! {
+                    Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                     _ = me.wake.notified() => {}
                     _ = tokio::time::sleep(me.poll) => {}
                     _ = shutdown.cancelled() => {}
                 }
             }
         }
+        // Let work in flight finish for a moment, then hand back whatever is left.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        in_flight.abort_all();
+        renewer.abort();
         match me.store.release(&me.token).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "handed back claimed work"),
             Ok(_) => {}
@@ -145,52 +164,39 @@ impl Worker {
         tracing::info!("worker stopped");
     }
 
-    /// Claim one batch of each queue and process it. Returns how many rows were claimed.
-    pub async fn step(&self) -> Result<usize, crate::store::StoreError> {
+    /// Claim up to `limit` due items: notices first, then events.
+    async fn claim(
+        &self,
+        limit: i64,
+    ) -> Result<(Vec<ClaimedEvent>, Vec<ClaimedNotice>), crate::store::StoreError> {
         let me = &self.inner;
         let now = now_ms();
-        let lease_ms = me.lease.as_millis() as i64;
-        let limit = me.concurrency as i64;
-        let events = me
-            .store
-            .claim_events(&me.token, now, now + lease_ms, limit)
-            .await?;
-        let notices = me
-            .store
-            .claim_notices(&me.token, now, now + lease_ms, limit)
-            .await?;
-        let claimed = events.len() + notices.len();
-        if claimed == 0 {
-            return Ok(0);
-        }
-        let work = async {
-            // Each task owns a handle, which keeps the futures `Send + 'static`-friendly.
-            let events = futures::stream::iter(events).for_each_concurrent(me.concurrency, |e| {
-                let w = self.clone();
-                async move { w.process_event(e).await }
-            });
-            let notices = futures::stream::iter(notices).for_each_concurrent(me.concurrency, |n| {
-                let w = self.clone();
-                async move { w.send_notice(n).await }
-            });
-            tokio::join!(events, notices);
+        let until = now + me.lease.as_millis() as i64;
+        let notices = me.store.claim_notices(&me.token, now, until, limit).await?;
+        let left = limit - notices.len() as i64;
+        let events = if left > 0 {
+            me.store.claim_events(&me.token, now, until, left).await?
+        } else {
+            Vec::new()
         };
-        let renew = async {
-            loop {
-                tokio::time::sleep(me.lease / 3).await;
-                let until = now_ms() + lease_ms;
-                for queue in [Queue::Events, Queue::Notices] {
-                    if let Err(e) = me.store.renew(queue, &me.token, until).await {
-                        tracing::warn!(error = %e, "could not renew leases");
-                    }
+        Ok((events, notices))
+    }
+
+    /// Keep this worker's leases alive while it works.
+    async fn renew_leases(self, shutdown: CancellationToken) {
+        let me = &self.inner;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(me.lease / 3) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let until = now_ms() + me.lease.as_millis() as i64;
+            for queue in [Queue::Events, Queue::Notices] {
+                if let Err(e) = me.store.renew(queue, &me.token, until).await {
+                    tracing::warn!(error = %e, "could not renew leases");
                 }
             }
-        };
-        tokio::select! {
-            _ = work => {}
-            _ = renew => {}
         }
-        Ok(claimed)
     }
 
     async fn process_event(&self, ev: ClaimedEvent) {
@@ -248,17 +254,21 @@ impl Worker {
     async fn finish_event(&self, ev: &ClaimedEvent, notices: Vec<NewNotice>, started: Instant) {
         let me = &self.inner;
         let count = notices.len();
-        match me
-            .store
-            .finish_event(ev, &me.token, &notices, now_ms())
-            .await
-        {
+        let done = Completion::EventDone {
+            id: ev.id.clone(),
+            received_at: ev.received_at,
+            notices,
+        };
+        match me.store.complete(&me.token, done).await {
             Ok(true) => {
                 metrics::histogram!("gigs_notifier_event_processing_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::counter!("gigs_notifier_events_processed_total", "event_type" => ev.event_type.clone())
                     .increment(1);
                 tracing::info!(notices = count, "event processed");
+                if count > 0 {
+                    me.wake.notify_one();
+                }
             }
             Ok(false) => {
                 tracing::warn!("lease lost before the event was finished; another worker has it")
@@ -282,7 +292,11 @@ impl Worker {
             content: &n.content,
         };
         match me.mail.send(&n.id, &request).await {
-            Ok(()) => match me.store.finish_notice(&n.id, &me.token, now_ms()).await {
+            Ok(()) => match me
+                .store
+                .complete(&me.token, Completion::NoticeSent { id: n.id.clone() })
+                .await
+            {
                 Ok(true) => {
                     metrics::counter!("gigs_notifier_notices_total", "outcome" => "sent")
                         .increment(1);
@@ -329,22 +343,25 @@ impl Worker {
             metrics::counter!("gigs_notifier_notices_total", "outcome" => "retried").increment(1);
         }
         tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "will retry");
-        if let Err(e) = me
-            .store
-            .reschedule(queue, id, &me.token, next, &error.to_string())
-            .await
-        {
+        let retry = Completion::Retry {
+            queue,
+            id: id.to_string(),
+            next_attempt_at: next,
+            error: error.to_string(),
+        };
+        if let Err(e) = me.store.complete(&me.token, retry).await {
             tracing::error!(error = %e, "could not reschedule; the lease will expire and it will be retried");
         }
     }
 
     async fn give_up(&self, queue: Queue, id: &str, reason: &str) {
         let me = &self.inner;
-        match me
-            .store
-            .dead_letter(queue, id, &me.token, reason, now_ms())
-            .await
-        {
+        let dead = Completion::Dead {
+            queue,
+            id: id.to_string(),
+            error: reason.to_string(),
+        };
+        match me.store.complete(&me.token, dead).await {
             Ok(_) => {
                 let label = if queue == Queue::Notices {
                     "dead_lettered"

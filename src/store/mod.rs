@@ -15,7 +15,8 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use batch::InsertOutcome;
+use batch::{Batcher, Claimed};
+pub use batch::{Completion, InsertOutcome};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,9 +120,14 @@ pub struct DeadLetter {
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes. On SQLite a single connection: writers queue here, in order, instead of
+    /// contending for the file lock and sleeping in SQLite's busy handler.
+    write: AnyPool,
     backend: Backend,
-    inserts: batch::Batcher,
+    inserts: Batcher<NewEvent>,
+    completions: Batcher<Claimed>,
 }
 
 impl std::fmt::Debug for Store {
@@ -154,16 +160,17 @@ impl Store {
         } else {
             (Backend::Postgres, url.to_string())
         };
-        let options = AnyPoolOptions::new()
-            // Short: while the database is away, deliveries get a prompt 503 (Svix gives
-            // about 15 s per attempt) rather than hanging.
-            .acquire_timeout(Duration::from_secs(3))
-            .min_connections(0);
-        let pool = match backend {
+        let options = || {
+            AnyPoolOptions::new()
+                // Short: while the database is away, deliveries get a prompt 503 (Svix
+                // gives about 15 s per attempt) rather than hanging.
+                .acquire_timeout(Duration::from_secs(3))
+                .min_connections(0)
+        };
+        let (pool, write) = match backend {
             Backend::Sqlite => {
-                options
-                    .max_connections(4)
-                    .after_connect(|conn, _| {
+                let sqlite = |max| {
+                    options().max_connections(max).after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL lets readers run beside the writer; synchronous=FULL keeps
                             // every acknowledged commit on disk (no durability traded away).
@@ -174,21 +181,30 @@ impl Store {
                             Ok(())
                         })
                     })
-                    .connect(&url)
-                    .await?
+                };
+                let write = sqlite(1).connect(&url).await?;
+                (sqlite(4).connect(&url).await?, write)
             }
-            Backend::Postgres => options.max_connections(16).connect(&url).await?,
+            Backend::Postgres => {
+                let pool = options().max_connections(16).connect(&url).await?;
+                (pool.clone(), pool)
+            }
         };
         let migrator = match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
         };
-        migrator.run(&pool).await?;
-        let inserts = batch::Batcher::start(pool.clone(), backend);
+        migrator.run(&write).await?;
+        let writers = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        };
         Ok(Self {
+            inserts: Batcher::start(write.clone(), writers, "inbox"),
+            completions: Batcher::start(write.clone(), writers, "completions"),
             pool,
+            write,
             backend,
-            inserts,
         })
     }
 
@@ -198,7 +214,7 @@ impl Store {
 
     /// Store a verified event; returns once it is committed (or found already stored).
     pub async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
-        self.inserts.insert(event).await
+        self.inserts.write(event).await
     }
 
     /// Whether the database answers.
@@ -238,7 +254,7 @@ impl Store {
             .bind(token)
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.write)
             .await?;
         rows.iter()
             .map(|r: &AnyRow| {
@@ -272,7 +288,7 @@ impl Store {
             .bind(token)
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.write)
             .await?;
         rows.iter()
             .map(|r: &AnyRow| {
@@ -293,115 +309,17 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// Mark a claimed event done and queue its notices, in one transaction. Returns false
-    /// (and changes nothing) if the claim was lost meanwhile.
-    pub async fn finish_event(
-        &self,
-        event: &ClaimedEvent,
-        token: &str,
-        notices: &[NewNotice],
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let id = event.id.as_str();
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE events SET state = 'done', finished_at = $1, lease_until = 0, claim_token = NULL, \
-             last_error = NULL WHERE id = $2 AND claim_token = $3 AND state = 'pending'",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(token)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        for n in notices {
-            sqlx::query(
-                "INSERT INTO notices (id, event_id, kind, recipient, subject, content, next_attempt_at, \
-                 created_at, attempts_since, event_received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, $8) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&n.id)
-            .bind(id)
-            .bind(n.kind)
-            .bind(&n.recipient)
-            .bind(&n.subject)
-            .bind(&n.content)
-            .bind(now)
-            .bind(event.received_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Mark a claimed notice sent.
-    pub async fn finish_notice(&self, id: &str, token: &str, now: i64) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "UPDATE notices SET state = 'sent', finished_at = $1, lease_until = 0, claim_token = NULL, \
-             last_error = NULL WHERE id = $2 AND claim_token = $3 AND state = 'pending'",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(token)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n > 0)
-    }
-
-    /// Give a claimed row back to be tried again at `next_attempt_at`.
-    pub async fn reschedule(
-        &self,
-        queue: Queue,
-        id: &str,
-        token: &str,
-        next_attempt_at: i64,
-        error: &str,
-    ) -> Result<bool, StoreError> {
-        let sql = format!(
-            "UPDATE {} SET next_attempt_at = $1, last_error = $2, lease_until = 0, claim_token = NULL \
-             WHERE id = $3 AND claim_token = $4 AND state = 'pending'",
-            queue.table()
-        );
-        let n = sqlx::query(&sql)
-            .bind(next_attempt_at)
-            .bind(error)
-            .bind(id)
-            .bind(token)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
-    }
-
-    /// Move a claimed row to the dead letters with its reason.
-    pub async fn dead_letter(
-        &self,
-        queue: Queue,
-        id: &str,
-        token: &str,
-        error: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let sql = format!(
-            "UPDATE {} SET state = 'dead', last_error = $1, finished_at = $2, lease_until = 0, \
-             claim_token = NULL WHERE id = $3 AND claim_token = $4 AND state = 'pending'",
-            queue.table()
-        );
-        let n = sqlx::query(&sql)
-            .bind(error)
-            .bind(now)
-            .bind(id)
-            .bind(token)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
+    /// Record the end of claimed work. Concurrent completions share one transaction; an
+    /// event's notices are queued in the same transaction that marks it done. Returns false
+    /// (and writes nothing) if the claim was lost meanwhile.
+    pub async fn complete(&self, token: &str, completion: Completion) -> Result<bool, StoreError> {
+        self.completions
+            .write(Claimed {
+                token: token.to_string(),
+                now: now_ms(),
+                completion,
+            })
+            .await
     }
 
     /// Extend every lease `token` holds in `queue`.
@@ -418,7 +336,7 @@ impl Store {
         Ok(sqlx::query(&sql)
             .bind(lease_until)
             .bind(token)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?
             .rows_affected())
     }
@@ -435,7 +353,7 @@ impl Store {
             );
             total += sqlx::query(&sql)
                 .bind(token)
-                .execute(&self.pool)
+                .execute(&self.write)
                 .await?
                 .rows_affected();
         }
@@ -533,7 +451,7 @@ impl Store {
             n += sqlx::query(&sql)
                 .bind(now)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.write)
                 .await?
                 .rows_affected();
         }
@@ -545,7 +463,7 @@ impl Store {
     pub async fn purge(&self, before: i64) -> Result<(u64, u64), StoreError> {
         let notices = sqlx::query("DELETE FROM notices WHERE state = 'sent' AND finished_at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?
             .rows_affected();
         // An event stays while any of its notices is still pending or dead, so its
@@ -555,7 +473,7 @@ impl Store {
              (SELECT 1 FROM notices WHERE notices.event_id = events.id)",
         )
         .bind(before)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?
         .rows_affected();
         Ok((events, notices))
@@ -564,5 +482,6 @@ impl Store {
     /// Close the pool.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.write.close().await;
     }
 }
