@@ -83,6 +83,11 @@ enum DeadLetterAction {
     },
 }
 
+/// mimalloc: the service allocates many small, short-lived buffers per request (bodies,
+/// JSON, SQL arguments); glibc's allocator showed up at ~8% of CPU in the ingest profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

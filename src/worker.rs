@@ -72,6 +72,22 @@ struct Inner {
     wake: Arc<Notify>,
     /// Identifies this worker's claims.
     token: String,
+    /// Claimed items being worked on now: the only leases the renewer extends.
+    in_progress: std::sync::Mutex<std::collections::HashSet<(Queue, String)>>,
+}
+
+/// Removes an item from `in_progress` when its task ends, however it ends.
+struct InFlightGuard {
+    worker: Arc<Inner>,
+    key: (Queue, String),
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.worker.in_progress.lock() {
+            set.remove(&self.key);
+        }
+    }
 }
 
 /// How long in-flight work may run on after shutdown is asked for, before it is handed back.
@@ -101,6 +117,7 @@ impl Worker {
                 notice_fields: settings.notice_fields.clone(),
                 wake,
                 token: format!("wkr_{}", uuid::Uuid::new_v4().simple()),
+                in_progress: Default::default(),
             }),
         }
     }
@@ -125,12 +142,18 @@ impl Worker {
                     Ok((events, notices)) => {
                         claimed = events.len() + notices.len();
                         for n in notices {
-                            let w = self.clone();
-                            in_flight.spawn(async move { w.send_notice(n).await });
+                            let (w, guard) = (self.clone(), self.track(Queue::Notices, &n.id));
+                            in_flight.spawn(async move {
+                                w.send_notice(n).await;
+                                drop(guard);
+                            });
                         }
                         for e in events {
-                            let w = self.clone();
-                            in_flight.spawn(async move { w.process_event(e).await });
+                            let (w, guard) = (self.clone(), self.track(Queue::Events, &e.id));
+                            in_flight.spawn(async move {
+                                w.process_event(e).await;
+                                drop(guard);
+                            });
                         }
                     }
                     Err(e) => {
@@ -171,18 +194,26 @@ impl Worker {
     ) -> Result<(Vec<ClaimedEvent>, Vec<ClaimedNotice>), crate::store::StoreError> {
         let me = &self.inner;
         let now = now_ms();
-        let until = now + me.lease.as_millis() as i64;
-        let notices = me.store.claim_notices(&me.token, now, until, limit).await?;
-        let left = limit - notices.len() as i64;
-        let events = if left > 0 {
-            me.store.claim_events(&me.token, now, until, left).await?
-        } else {
-            Vec::new()
-        };
-        Ok((events, notices))
+        me.store
+            .claim(&me.token, now, now + me.lease.as_millis() as i64, limit)
+            .await
     }
 
-    /// Keep this worker's leases alive while it works.
+    /// Note `id` as in progress until the returned guard is dropped (even if aborted).
+    fn track(&self, queue: Queue, id: &str) -> InFlightGuard {
+        let key = (queue, id.to_string());
+        self.inner
+            .in_progress
+            .lock()
+            .expect("in-progress lock")
+            .insert(key.clone());
+        InFlightGuard {
+            worker: self.inner.clone(),
+            key,
+        }
+    }
+
+    /// Keep the leases of work in progress alive.
     async fn renew_leases(self, shutdown: CancellationToken) {
         let me = &self.inner;
         loop {
@@ -192,9 +223,39 @@ impl Worker {
             }
             let until = now_ms() + me.lease.as_millis() as i64;
             for queue in [Queue::Events, Queue::Notices] {
-                if let Err(e) = me.store.renew(queue, &me.token, until).await {
+                let ids: Vec<String> = me
+                    .in_progress
+                    .lock()
+                    .expect("in-progress lock")
+                    .iter()
+                    .filter(|(q, _)| *q == queue)
+                    .map(|(_, id)| id.clone())
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                if let Err(e) = me.store.renew(queue, &me.token, &ids, until).await {
                     tracing::warn!(error = %e, "could not renew leases");
                 }
+            }
+        }
+    }
+
+    /// Record the end of claimed work, retrying briefly if the store is unreachable (an
+    /// unrecorded result means the work is done again after its lease expires).
+    async fn record(&self, completion: Completion) -> Result<bool, crate::store::StoreError> {
+        let me = &self.inner;
+        let mut wait = Duration::from_millis(250);
+        let mut tries = 0;
+        loop {
+            match me.store.complete(&me.token, completion.clone()).await {
+                Err(e) if tries < 5 => {
+                    tracing::warn!(error = %e, "could not record a result; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    tries += 1;
+                }
+                other => return other,
             }
         }
     }
@@ -259,7 +320,7 @@ impl Worker {
             received_at: ev.received_at,
             notices,
         };
-        match me.store.complete(&me.token, done).await {
+        match self.record(done).await {
             Ok(true) => {
                 metrics::histogram!("gigs_notifier_event_processing_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -292,9 +353,8 @@ impl Worker {
             content: &n.content,
         };
         match me.mail.send(&n.id, &request).await {
-            Ok(()) => match me
-                .store
-                .complete(&me.token, Completion::NoticeSent { id: n.id.clone() })
+            Ok(()) => match self
+                .record(Completion::NoticeSent { id: n.id.clone() })
                 .await
             {
                 Ok(true) => {
@@ -349,19 +409,18 @@ impl Worker {
             next_attempt_at: next,
             error: error.to_string(),
         };
-        if let Err(e) = me.store.complete(&me.token, retry).await {
+        if let Err(e) = self.record(retry).await {
             tracing::error!(error = %e, "could not reschedule; the lease will expire and it will be retried");
         }
     }
 
     async fn give_up(&self, queue: Queue, id: &str, reason: &str) {
-        let me = &self.inner;
         let dead = Completion::Dead {
             queue,
             id: id.to_string(),
             error: reason.to_string(),
         };
-        match me.store.complete(&me.token, dead).await {
+        match self.record(dead).await {
             Ok(_) => {
                 let label = if queue == Queue::Notices {
                     "dead_lettered"

@@ -17,6 +17,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const EVENTS: usize = 1000;
+const CONCURRENCY: usize = 32;
 const FIXTURES: [(&str, &str); 4] = [
     ("subscription.created.json", "subscription_created"),
     ("subscription.renewed.json", "subscription_renewed"),
@@ -63,6 +64,7 @@ async fn two_replicas_share_1000_events_and_survive_one_sigkill() {
     let mut env = base_env(&db.url, &gigs.uri(), &mail.uri());
     env.retain(|(k, _)| k != "LEASE_SECS" && k != "RUST_LOG");
     env.push(("LEASE_SECS".into(), "2".into()));
+    env.push(("WORKER_CONCURRENCY".into(), CONCURRENCY.to_string()));
     env.push(("RUST_LOG".into(), "warn,gigs_notifier::app=info".into()));
     // Both start at once: migrations run under PostgreSQL's advisory lock.
     let (a, b) = std::thread::scope(|s| {

@@ -93,11 +93,27 @@ async fn write_loop<T: BatchWrite>(pool: AnyPool, rx: Queue<T>, name: &'static s
     }
 }
 
+/// Commit a batch; a deadlock or serialization failure (replicas writing the same ids at
+/// once on PostgreSQL) is retried, since the database rolled everything back.
 async fn commit<T: BatchWrite>(pool: &AnyPool, ops: &[T]) -> Result<Vec<T::Out>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let outs = T::apply(&mut tx, ops).await?;
-    tx.commit().await?;
-    Ok(outs)
+    let mut tries = 0;
+    loop {
+        let attempt = async {
+            let mut tx = pool.begin().await?;
+            let outs = T::apply(&mut tx, ops).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(outs)
+        };
+        match attempt.await {
+            Err(sqlx::Error::Database(e))
+                if tries < 3 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                tries += 1;
+                tracing::warn!(code = ?e.code(), "batched commit hit a transient conflict; retrying");
+            }
+            other => return other,
+        }
+    }
 }
 
 /// What storing an event did.
@@ -109,16 +125,16 @@ pub enum InsertOutcome {
     Duplicate,
 }
 
-#[async_trait::async_trait]
-impl BatchWrite for NewEvent {
-    type Out = InsertOutcome;
-
-    /// One multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING id`: the ids that come back
-    /// were new; the first occurrence of a new id in the batch is the one that stored it.
-    async fn apply(
-        conn: &mut AnyConnection,
-        ops: &[Self],
-    ) -> Result<Vec<InsertOutcome>, sqlx::Error> {
+/// One multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING id`: the ids that come back
+/// were new; the first occurrence of a new id in the batch is the one that stored it.
+async fn insert_many(
+    conn: &mut AnyConnection,
+    ops: &[&NewEvent],
+) -> Result<Vec<InsertOutcome>, sqlx::Error> {
+    if ops.is_empty() {
+        return Ok(Vec::new());
+    }
+    {
         let mut sql = String::from(
             "INSERT INTO events (id, event_type, payload, next_attempt_at, received_at, attempts_since) VALUES ",
         );
@@ -195,107 +211,249 @@ pub struct Claimed {
     pub completion: Completion,
 }
 
-#[async_trait::async_trait]
-impl BatchWrite for Claimed {
-    /// Whether the claim was still held (otherwise nothing was written for it).
-    type Out = bool;
-
-    async fn apply(conn: &mut AnyConnection, ops: &[Self]) -> Result<Vec<bool>, sqlx::Error> {
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            out.push(apply_one(conn, op).await?);
+/// Whether each claim was still held (otherwise nothing was written for it).
+/// Successes (the bulk) are written with one statement per queue: a multi-row
+/// `UPDATE … WHERE id IN (…) RETURNING id` and one multi-row insert of the new notices.
+/// Retries and dead letters are rare and go one by one.
+async fn complete_many(
+    conn: &mut AnyConnection,
+    ops: &[&Claimed],
+) -> Result<Vec<bool>, sqlx::Error> {
+    {
+        let mut out = vec![false; ops.len()];
+        let mut groups: std::collections::HashMap<(super::Queue, &str), Vec<usize>> =
+            Default::default();
+        for (i, op) in ops.iter().enumerate() {
+            let queue = match op.completion {
+                Completion::EventDone { .. } => super::Queue::Events,
+                Completion::NoticeSent { .. } => super::Queue::Notices,
+                _ => {
+                    out[i] = apply_one(conn, op).await?;
+                    continue;
+                }
+            };
+            groups
+                .entry((queue, op.token.as_str()))
+                .or_default()
+                .push(i);
+        }
+        for ((queue, token), indexes) in groups {
+            for chunk in indexes.chunks(256) {
+                let held = finish_many(conn, queue, token, ops, chunk).await?;
+                for &i in chunk {
+                    out[i] = held.contains(completion_id(&ops[i].completion));
+                }
+                if queue == super::Queue::Events {
+                    let done: Vec<&Claimed> = chunk
+                        .iter()
+                        .map(|&i| ops[i])
+                        .filter(|op| held.contains(completion_id(&op.completion)))
+                        .collect();
+                    insert_notices(conn, &done).await?;
+                }
+            }
         }
         Ok(out)
     }
 }
 
-async fn apply_one(conn: &mut AnyConnection, op: &Claimed) -> Result<bool, sqlx::Error> {
-    let token = op.token.as_str();
-    let now = op.now;
-    let held = match &op.completion {
-        Completion::EventDone { id, received_at, notices } => {
-            let held = sqlx::query(
-                "UPDATE events SET state = 'done', finished_at = $1, lease_until = 0, claim_token = NULL, \
-                 last_error = NULL WHERE id = $2 AND claim_token = $3 AND state = 'pending'",
-            )
-            .bind(now)
-            .bind(id)
-            .bind(token)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
-                > 0;
-            if held {
-                for n in notices {
-                    sqlx::query(
-                        "INSERT INTO notices (id, event_id, kind, recipient, subject, content, next_attempt_at, \
-                         created_at, attempts_since, event_received_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, $8) ON CONFLICT (id) DO NOTHING",
-                    )
-                    .bind(&n.id)
-                    .bind(id)
-                    .bind(n.kind)
-                    .bind(&n.recipient)
-                    .bind(&n.subject)
-                    .bind(&n.content)
-                    .bind(now)
-                    .bind(*received_at)
-                    .execute(&mut *conn)
-                    .await?;
-                }
+fn completion_id(c: &Completion) -> &str {
+    match c {
+        Completion::EventDone { id, .. }
+        | Completion::NoticeSent { id }
+        | Completion::Retry { id, .. }
+        | Completion::Dead { id, .. } => id,
+    }
+}
+
+/// Mark the rows at `chunk` finished, if `token` still holds them; returns the ids it did.
+async fn finish_many(
+    conn: &mut AnyConnection,
+    queue: super::Queue,
+    token: &str,
+    ops: &[&Claimed],
+    chunk: &[usize],
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let (table, state) = match queue {
+        super::Queue::Events => ("events", "done"),
+        super::Queue::Notices => ("notices", "sent"),
+    };
+    let placeholders: Vec<String> = (0..chunk.len()).map(|k| format!("${}", k + 3)).collect();
+    let sql = format!(
+        "UPDATE {table} SET state = '{state}', finished_at = $1, lease_until = 0, claim_token = NULL, \
+         last_error = NULL WHERE claim_token = $2 AND state = 'pending' AND id IN ({}) RETURNING id",
+        placeholders.join(", ")
+    );
+    let now = chunk.iter().map(|&i| ops[i].now).max().unwrap_or(0);
+    let mut q = sqlx::query_scalar::<_, String>(&sql).bind(now).bind(token);
+    for &i in chunk {
+        q = q.bind(completion_id(&ops[i].completion));
+    }
+    Ok(q.fetch_all(&mut *conn).await?.into_iter().collect())
+}
+
+/// Queue the notices of finished events, in one statement.
+async fn insert_notices(conn: &mut AnyConnection, done: &[&Claimed]) -> Result<(), sqlx::Error> {
+    let rows: Vec<(&str, i64, i64, &NewNotice)> = done
+        .iter()
+        .filter_map(|op| match &op.completion {
+            Completion::EventDone {
+                id,
+                received_at,
+                notices,
+            } => Some(
+                notices
+                    .iter()
+                    .map(move |n| (id.as_str(), *received_at, op.now, n)),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    for chunk in rows.chunks(256) {
+        let mut sql = String::from(
+            "INSERT INTO notices (id, event_id, kind, recipient, subject, content, next_attempt_at, \
+             created_at, attempts_since, event_received_at) VALUES ",
+        );
+        for k in 0..chunk.len() {
+            let p = k * 8;
+            if k > 0 {
+                sql.push(',');
             }
-            held
+            let now = p + 7;
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${now}, ${now}, ${now}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 8
+            ));
         }
-        Completion::NoticeSent { id } => {
-            sqlx::query(
-                "UPDATE notices SET state = 'sent', finished_at = $1, lease_until = 0, claim_token = NULL, \
-                 last_error = NULL WHERE id = $2 AND claim_token = $3 AND state = 'pending'",
-            )
-            .bind(now)
-            .bind(id)
-            .bind(token)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
-                > 0
+        sql.push_str(" ON CONFLICT (id) DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for (event_id, received_at, now, n) in chunk {
+            q = q
+                .bind(&n.id)
+                .bind(*event_id)
+                .bind(n.kind)
+                .bind(&n.recipient)
+                .bind(&n.subject)
+                .bind(&n.content)
+                .bind(*now)
+                .bind(*received_at);
         }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A retry or a dead letter, one statement.
+async fn apply_one(conn: &mut AnyConnection, op: &Claimed) -> Result<bool, sqlx::Error> {
+    let (queue, id, set, value) = match &op.completion {
         Completion::Retry {
             queue,
             id,
             next_attempt_at,
             error,
-        } => {
-            let sql = format!(
-                "UPDATE {} SET next_attempt_at = $1, last_error = $2, lease_until = 0, claim_token = NULL \
-                 WHERE id = $3 AND claim_token = $4 AND state = 'pending'",
-                queue.table()
-            );
-            sqlx::query(&sql)
-                .bind(*next_attempt_at)
-                .bind(error)
-                .bind(id)
-                .bind(token)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected()
-                > 0
-        }
-        Completion::Dead { queue, id, error } => {
-            let sql = format!(
-                "UPDATE {} SET state = 'dead', last_error = $1, finished_at = $2, lease_until = 0, \
-                 claim_token = NULL WHERE id = $3 AND claim_token = $4 AND state = 'pending'",
-                queue.table()
-            );
-            sqlx::query(&sql)
-                .bind(error)
-                .bind(now)
-                .bind(id)
-                .bind(token)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected()
-                > 0
+        } => (
+            queue,
+            id,
+            "next_attempt_at = $1, last_error = $2",
+            (*next_attempt_at, error),
+        ),
+        Completion::Dead { queue, id, error } => (
+            queue,
+            id,
+            "finished_at = $1, last_error = $2, state = 'dead'",
+            (op.now, error),
+        ),
+        Completion::EventDone { .. } | Completion::NoticeSent { .. } => {
+            unreachable!("successes are written in bulk")
         }
     };
-    Ok(held)
+    let sql = format!(
+        "UPDATE {} SET {set}, lease_until = 0, claim_token = NULL \
+         WHERE id = $3 AND claim_token = $4 AND state = 'pending'",
+        queue.table()
+    );
+    let n = sqlx::query(&sql)
+        .bind(value.0)
+        .bind(value.1)
+        .bind(id)
+        .bind(&op.token)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(n > 0)
+}
+
+/// Claim due work for a worker: notices first (closest to done), then events.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub token: String,
+    pub now: i64,
+    pub lease_until: i64,
+    pub limit: i64,
+    pub backend: super::Backend,
+}
+
+/// Every write the service makes on its hot paths. They share one queue, so on SQLite a
+/// delivery, a finished notice and a claim that arrive together share one commit.
+#[derive(Debug)]
+pub enum WriteOp {
+    Insert(NewEvent),
+    Complete(Claimed),
+    Claim(ClaimRequest),
+}
+
+/// The answer to a [`WriteOp`], same variant order.
+#[derive(Debug)]
+pub enum WriteOut {
+    Inserted(InsertOutcome),
+    Completed(bool),
+    Claimed(Vec<super::ClaimedEvent>, Vec<super::ClaimedNotice>),
+}
+
+#[async_trait::async_trait]
+impl BatchWrite for WriteOp {
+    type Out = WriteOut;
+
+    /// Completions first (they free work), then the inbox inserts, then claims (which may
+    /// take what was just inserted).
+    async fn apply(conn: &mut AnyConnection, ops: &[Self]) -> Result<Vec<WriteOut>, sqlx::Error> {
+        let mut out: Vec<Option<WriteOut>> = (0..ops.len()).map(|_| None).collect();
+        let (mut completes, mut inserts) = (Vec::new(), Vec::new());
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                WriteOp::Complete(c) => completes.push((i, c)),
+                WriteOp::Insert(e) => inserts.push((i, e)),
+                WriteOp::Claim(_) => {}
+            }
+        }
+        let held =
+            complete_many(conn, &completes.iter().map(|(_, c)| *c).collect::<Vec<_>>()).await?;
+        for ((i, _), h) in completes.iter().zip(held) {
+            out[*i] = Some(WriteOut::Completed(h));
+        }
+        // The same order everywhere, so two replicas inserting overlapping ids cannot deadlock.
+        inserts.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        let stored =
+            insert_many(conn, &inserts.iter().map(|(_, e)| *e).collect::<Vec<_>>()).await?;
+        for ((i, _), s) in inserts.iter().zip(stored) {
+            out[*i] = Some(WriteOut::Inserted(s));
+        }
+        for (i, op) in ops.iter().enumerate() {
+            if let WriteOp::Claim(req) = op {
+                let (events, notices) = super::claim_in(conn, req).await?;
+                out[i] = Some(WriteOut::Claimed(events, notices));
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every op answered"))
+            .collect())
+    }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
-use batch::{Batcher, Claimed};
+use batch::{Batcher, ClaimRequest, Claimed, WriteOp, WriteOut};
 pub use batch::{Completion, InsertOutcome};
 
 /// Which database is behind the pool.
@@ -39,7 +39,7 @@ pub enum StoreError {
 }
 
 /// The two queues. Both have the same state machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Queue {
     Events,
     Notices,
@@ -64,6 +64,16 @@ pub struct NewEvent {
     pub event_type: String,
     pub payload: String,
     pub received_at: i64,
+}
+
+impl std::fmt::Debug for NewEvent {
+    /// The payload holds personal data and is left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewEvent")
+            .field("id", &self.id)
+            .field("event_type", &self.event_type)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A claimed event.
@@ -126,8 +136,8 @@ pub struct Store {
     /// contending for the file lock and sleeping in SQLite's busy handler.
     write: AnyPool,
     backend: Backend,
-    inserts: Batcher<NewEvent>,
-    completions: Batcher<Claimed>,
+    /// Group-committed writes of the hot paths (deliveries, claims, completions).
+    writes: Batcher<WriteOp>,
 }
 
 impl std::fmt::Debug for Store {
@@ -136,6 +146,82 @@ impl std::fmt::Debug for Store {
             .field("backend", &self.backend)
             .finish()
     }
+}
+
+fn claim_sql(backend: Backend, queue: Queue, columns: &str) -> String {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let table = queue.table();
+    format!(
+        "UPDATE {table} SET lease_until = $1, claim_token = $2, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM {table} WHERE state = 'pending' AND next_attempt_at <= $3 \
+         AND lease_until <= $3 ORDER BY next_attempt_at LIMIT $4{lock}) \
+         RETURNING {columns}"
+    )
+}
+
+/// Run a claim inside the batch transaction `conn`.
+async fn claim_in(
+    conn: &mut sqlx::AnyConnection,
+    req: &ClaimRequest,
+) -> Result<(Vec<ClaimedEvent>, Vec<ClaimedNotice>), sqlx::Error> {
+    let notices: Vec<ClaimedNotice> = sqlx::query(&claim_sql(
+        req.backend,
+        Queue::Notices,
+        "id, event_id, kind, recipient, subject, content, attempts, created_at, event_received_at, attempts_since",
+    ))
+    .bind(req.lease_until)
+    .bind(&req.token)
+    .bind(req.now)
+    .bind(req.limit)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r: &AnyRow| {
+        Ok(ClaimedNotice {
+            id: r.try_get("id")?,
+            event_id: r.try_get("event_id")?,
+            kind: r.try_get("kind")?,
+            recipient: r.try_get("recipient")?,
+            subject: r.try_get("subject")?,
+            content: r.try_get("content")?,
+            attempts: r.try_get("attempts")?,
+            created_at: r.try_get("created_at")?,
+            event_received_at: r.try_get("event_received_at")?,
+            attempts_since: r.try_get("attempts_since")?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    let left = req.limit - notices.len() as i64;
+    if left <= 0 {
+        return Ok((Vec::new(), notices));
+    }
+    let events = sqlx::query(&claim_sql(
+        req.backend,
+        Queue::Events,
+        "id, event_type, payload, attempts, received_at, attempts_since",
+    ))
+    .bind(req.lease_until)
+    .bind(&req.token)
+    .bind(req.now)
+    .bind(left)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r: &AnyRow| {
+        Ok(ClaimedEvent {
+            id: r.try_get("id")?,
+            event_type: r.try_get("event_type")?,
+            payload: r.try_get("payload")?,
+            attempts: r.try_get("attempts")?,
+            received_at: r.try_get("received_at")?,
+            attempts_since: r.try_get("attempts_since")?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    Ok((events, notices))
 }
 
 /// Milliseconds since the Unix epoch.
@@ -200,8 +286,7 @@ impl Store {
             Backend::Postgres => 4,
         };
         Ok(Self {
-            inserts: Batcher::start(write.clone(), writers, "inbox"),
-            completions: Batcher::start(write.clone(), writers, "completions"),
+            writes: Batcher::start(write.clone(), writers, "writes"),
             pool,
             write,
             backend,
@@ -214,7 +299,10 @@ impl Store {
 
     /// Store a verified event; returns once it is committed (or found already stored).
     pub async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
-        self.inserts.write(event).await
+        match self.writes.write(WriteOp::Insert(event)).await? {
+            WriteOut::Inserted(outcome) => Ok(outcome),
+            other => unreachable!("insert answered with {other:?}"),
+        }
     }
 
     /// Whether the database answers.
@@ -223,122 +311,68 @@ impl Store {
         Ok(())
     }
 
-    fn claim_sql(&self, queue: Queue, columns: &str) -> String {
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let table = queue.table();
-        format!(
-            "UPDATE {table} SET lease_until = $1, claim_token = $2, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM {table} WHERE state = 'pending' AND next_attempt_at <= $3 \
-             AND lease_until <= $3 ORDER BY next_attempt_at LIMIT $4{lock}) \
-             RETURNING {columns}"
-        )
-    }
-
-    /// Claim up to `limit` due events under `token` until `lease_until`.
-    pub async fn claim_events(
+    /// Claim up to `limit` due items (notices first, then events) under `token` until
+    /// `lease_until`.
+    pub async fn claim(
         &self,
         token: &str,
         now: i64,
         lease_until: i64,
         limit: i64,
-    ) -> Result<Vec<ClaimedEvent>, StoreError> {
-        let sql = self.claim_sql(
-            Queue::Events,
-            "id, event_type, payload, attempts, received_at, attempts_since",
-        );
-        let rows = sqlx::query(&sql)
-            .bind(lease_until)
-            .bind(token)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.write)
-            .await?;
-        rows.iter()
-            .map(|r: &AnyRow| {
-                Ok(ClaimedEvent {
-                    id: r.try_get("id")?,
-                    event_type: r.try_get("event_type")?,
-                    payload: r.try_get("payload")?,
-                    attempts: r.try_get("attempts")?,
-                    received_at: r.try_get("received_at")?,
-                    attempts_since: r.try_get("attempts_since")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    /// Claim up to `limit` due notices.
-    pub async fn claim_notices(
-        &self,
-        token: &str,
-        now: i64,
-        lease_until: i64,
-        limit: i64,
-    ) -> Result<Vec<ClaimedNotice>, StoreError> {
-        let sql = self.claim_sql(
-            Queue::Notices,
-            "id, event_id, kind, recipient, subject, content, attempts, created_at, event_received_at, attempts_since",
-        );
-        let rows = sqlx::query(&sql)
-            .bind(lease_until)
-            .bind(token)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.write)
-            .await?;
-        rows.iter()
-            .map(|r: &AnyRow| {
-                Ok(ClaimedNotice {
-                    id: r.try_get("id")?,
-                    event_id: r.try_get("event_id")?,
-                    kind: r.try_get("kind")?,
-                    recipient: r.try_get("recipient")?,
-                    subject: r.try_get("subject")?,
-                    content: r.try_get("content")?,
-                    attempts: r.try_get("attempts")?,
-                    created_at: r.try_get("created_at")?,
-                    event_received_at: r.try_get("event_received_at")?,
-                    attempts_since: r.try_get("attempts_since")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+    ) -> Result<(Vec<ClaimedEvent>, Vec<ClaimedNotice>), StoreError> {
+        let op = WriteOp::Claim(ClaimRequest {
+            token: token.to_string(),
+            now,
+            lease_until,
+            limit,
+            backend: self.backend,
+        });
+        match self.writes.write(op).await? {
+            WriteOut::Claimed(events, notices) => Ok((events, notices)),
+            other => unreachable!("claim answered with {other:?}"),
+        }
     }
 
     /// Record the end of claimed work. Concurrent completions share one transaction; an
     /// event's notices are queued in the same transaction that marks it done. Returns false
     /// (and writes nothing) if the claim was lost meanwhile.
     pub async fn complete(&self, token: &str, completion: Completion) -> Result<bool, StoreError> {
-        self.completions
-            .write(Claimed {
-                token: token.to_string(),
-                now: now_ms(),
-                completion,
-            })
-            .await
+        let op = WriteOp::Complete(Claimed {
+            token: token.to_string(),
+            now: now_ms(),
+            completion,
+        });
+        match self.writes.write(op).await? {
+            WriteOut::Completed(held) => Ok(held),
+            other => unreachable!("completion answered with {other:?}"),
+        }
     }
 
-    /// Extend every lease `token` holds in `queue`.
+    /// Extend the leases `token` holds on `ids` (the work actually in progress: work whose
+    /// result could not be recorded must be allowed to expire and be picked up again).
     pub async fn renew(
         &self,
         queue: Queue,
         token: &str,
+        ids: &[String],
         lease_until: i64,
     ) -> Result<u64, StoreError> {
-        let sql = format!(
-            "UPDATE {} SET lease_until = $1 WHERE claim_token = $2 AND state = 'pending'",
-            queue.table()
-        );
-        Ok(sqlx::query(&sql)
-            .bind(lease_until)
-            .bind(token)
-            .execute(&self.write)
-            .await?
-            .rows_affected())
+        let mut total = 0;
+        for chunk in ids.chunks(256) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|k| format!("${}", k + 3)).collect();
+            let sql = format!(
+                "UPDATE {} SET lease_until = $1 WHERE claim_token = $2 AND state = 'pending' AND id IN ({})",
+                queue.table(),
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(lease_until).bind(token);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            total += q.execute(&self.write).await?.rows_affected();
+        }
+        Ok(total)
     }
 
     /// Hand back everything `token` holds (graceful shutdown), so others need not wait
