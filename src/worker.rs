@@ -422,12 +422,12 @@ impl Worker {
         };
         match self.record(dead).await {
             Ok(_) => {
-                let label = if queue == Queue::Notices {
-                    "dead_lettered"
-                } else {
-                    "event_dead_lettered"
-                };
-                metrics::counter!("gigs_notifier_notices_total", "outcome" => label).increment(1);
+                if queue == Queue::Notices {
+                    metrics::counter!("gigs_notifier_notices_total", "outcome" => "dead_lettered")
+                        .increment(1);
+                }
+                metrics::counter!("gigs_notifier_dead_letters_total", "queue" => queue.name())
+                    .increment(1);
                 tracing::error!(queue = queue.name(), reason, "dead-lettered");
             }
             Err(e) => {
