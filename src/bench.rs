@@ -29,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::WebhookSecret;
+use crate::demo::serve_on_free_port;
 use crate::webhook::sign;
 use crate::worker::notice_id;
 
@@ -292,15 +293,6 @@ async fn open_loop(
 #[derive(Default)]
 struct MailSink {
     received: Mutex<HashMap<String, Instant>>,
-}
-
-async fn serve_on_free_port(router: Router) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    Ok(format!("http://{addr}"))
 }
 
 async fn start_fakes() -> anyhow::Result<(String, String, Arc<MailSink>)> {

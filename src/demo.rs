@@ -85,7 +85,8 @@ struct Mail {
 
 type Outbox = Arc<Mutex<Vec<Mail>>>;
 
-async fn serve(router: Router) -> anyhow::Result<String> {
+/// Serve `router` on a free loopback port in the background; returns its base URL.
+pub(crate) async fn serve_on_free_port(router: Router) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -153,8 +154,8 @@ fn mail_outbox(outbox: Outbox) -> Router {
 pub async fn run() -> anyhow::Result<bool> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let outbox: Outbox = Arc::default();
-    let gigs_url = serve(gigs_simulator()).await?;
-    let mail_url = serve(mail_outbox(outbox.clone())).await?;
+    let gigs_url = serve_on_free_port(gigs_simulator()).await?;
+    let mail_url = serve_on_free_port(mail_outbox(outbox.clone())).await?;
     let secret = WebhookSecret::random();
 
     let mut raw = RawSettings::defaults();

@@ -15,12 +15,7 @@ async fn serve_killed_with_sigkill_loses_nothing_after_restart() {
     let db = TestDb::new(Backend::Sqlite).await;
     let gigs = MockServer::start().await;
     let mail = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(subscription_body("usr_owner", OWNER_EMAIL)),
-        )
-        .mount(&gigs)
-        .await;
+    gigs_knows_everyone(&gigs).await;
     // First life: the mail service hangs, so notices are claimed and in flight at the kill.
     Mock::given(method("POST"))
         .and(path("/mail/send"))
@@ -57,11 +52,7 @@ async fn serve_killed_with_sigkill_loses_nothing_after_restart() {
 
     // Second life: same database, the mail service answers at once.
     mail.reset().await;
-    Mock::given(method("POST"))
-        .and(path("/mail/send"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&mail)
-        .await;
+    mail_accepts(&mail).await;
     let mut second = serve(&env);
     wait_for("every notice", async || {
         distinct_keys(&mail).await.len() == acked
@@ -155,8 +146,8 @@ fn bad_settings_stop_serve_with_the_variable_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_signs_fixtures_and_prints_each_answer() {
     let app = spawn_app(Backend::Sqlite).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     let fixtures = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
 
     let out = tokio::task::spawn_blocking({
@@ -201,15 +192,9 @@ async fn replay_signs_fixtures_and_prints_each_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_cli_lists_shows_masked_and_retries() {
     let app = spawn_app(Backend::Sqlite).await;
-    gigs_knows_everyone(&app).await;
-    Mock::given(method("POST"))
-        .and(path("/mail/send"))
-        .respond_with(ResponseTemplate::new(400))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&app.mail)
-        .await;
-    mail_accepts(&app).await;
+    gigs_knows_everyone(&app.gigs).await;
+    mail_answers_first(&app.mail, 400, 1, 1).await;
+    mail_accepts(&app.mail).await;
     app.deliver(&fixture("subscription.created.json")).await;
     app.wait_idle().await;
     let db_url = app.db.as_ref().unwrap().url.clone();
@@ -279,30 +264,10 @@ async fn logs_carry_ids_and_never_personal_values_or_secrets() {
     let db = TestDb::new(Backend::Sqlite).await;
     let gigs = MockServer::start().await;
     let mail = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(format!("/projects/{PROJECT}/subscriptions")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(list_body(1)))
-        .mount(&gigs)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(subscription_body("usr_owner", OWNER_EMAIL)),
-        )
-        .mount(&gigs)
-        .await;
-    // One failure first, so retry and error paths log too.
-    Mock::given(method("POST"))
-        .and(path("/mail/send"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&mail)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/mail/send"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&mail)
-        .await;
+    gigs_knows_everyone(&gigs).await;
+    // Two failures first, so retry and error paths log too.
+    mail_answers_first(&mail, 503, 2, 1).await;
+    mail_accepts(&mail).await;
     let mut env = base_env(&db.url, &gigs.uri(), &mail.uri());
     env.retain(|(k, _)| k != "RUST_LOG");
     env.push(("RUST_LOG".into(), "debug".into()));

@@ -26,8 +26,8 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 async fn metrics_families_are_present_and_counting(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     for name in [
         "portOutCredentials.issued.json",
         "subscription.created.json",
@@ -137,15 +137,9 @@ async fn admin_endpoints_need_the_token(b: Backend) {
         s.set("ADMIN_TOKEN", "s3cret-admin-token");
     })
     .await;
-    gigs_knows_everyone(&app).await;
-    Mock::given(method("POST"))
-        .and(path("/mail/send"))
-        .respond_with(ResponseTemplate::new(403))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&app.mail)
-        .await;
-    mail_accepts(&app).await;
+    gigs_knows_everyone(&app.gigs).await;
+    mail_answers_first(&app.mail, 403, 1, 1).await;
+    mail_accepts(&app.mail).await;
     app.deliver(&fixture("subscription.created.json")).await;
     app.wait_idle().await;
     let list_url = format!("{}/admin/dead-letters", app.base);
@@ -221,8 +215,8 @@ async fn admin_endpoints_are_absent_without_a_token(b: Backend) {
 
 async fn retention_purges_old_processed_work_and_keeps_the_rest(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     Mock::given(method("GET"))
         .and(path(format!(
             "/projects/{PROJECT}/subscriptions/sub_0U5w2gZv2l1rLP0CXl8SgTfVdi2C"
@@ -286,8 +280,8 @@ async fn background_purge_runs_on_its_own(b: Backend) {
         s.set("RETENTION_DAYS", "0").set("PURGE_INTERVAL_SECS", "1");
     })
     .await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     app.deliver(&fixture("subscription.created.json")).await;
     app.wait_idle().await;
 

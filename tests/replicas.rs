@@ -50,12 +50,7 @@ async fn two_replicas_share_1000_events_and_survive_one_sigkill() {
     let db = TestDb::new(Backend::Postgres).await;
     let gigs = MockServer::start().await;
     let mail = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(subscription_body("usr_owner", OWNER_EMAIL)),
-        )
-        .mount(&gigs)
-        .await;
+    gigs_knows_everyone(&gigs).await;
     Mock::given(method("POST"))
         .and(path("/mail/send"))
         .respond_with(ResponseTemplate::new(202).set_delay(Duration::from_millis(5)))
@@ -220,8 +215,8 @@ async fn unreachable_database_gets_503_never_2xx_and_recovers() {
         mail,
     )
     .await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     let body = |i: usize| {
         with_id(
             &fixture("subscription.created.json"),

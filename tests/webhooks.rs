@@ -11,8 +11,8 @@ use wiremock::{Mock, ResponseTemplate};
 /// personal value from the event reaches subject or content.
 async fn one_notice(backend: Backend, fixture_name: &str, recipient: &str, subject: &str) {
     let app = spawn_app(backend).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     let body = fixture(fixture_name);
 
     let (status, answer) = app.deliver(&body).await;
@@ -138,8 +138,8 @@ both_backends!(
 
 async fn plan_change_names_the_new_plan_and_when(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     app.deliver(&fixture("subscriptionChange.applied.json"))
         .await;
     app.wait_idle().await;
@@ -153,8 +153,8 @@ async fn plan_change_names_the_new_plan_and_when(b: Backend) {
 
 async fn email_change_notifies_the_new_and_the_previous_address(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     let body = fixture("user.updated.email.json");
 
     app.deliver(&body).await;
@@ -180,9 +180,9 @@ async fn email_change_notifies_the_new_and_the_previous_address(b: Backend) {
 
 async fn user_without_subscription_is_not_notified(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
+    mail_accepts(&app.mail).await;
     gigs_user_without_subscription(&app, "usr_0TtwGIAf3l2Mfq2h6rMzx7b8CvI1").await;
-    gigs_knows_everyone(&app).await;
+    gigs_knows_everyone(&app.gigs).await;
 
     let (status, _) = app.deliver(&fixture("user.updated.json")).await;
     app.wait_idle().await;
@@ -194,8 +194,8 @@ async fn user_without_subscription_is_not_notified(b: Backend) {
 
 async fn locale_only_change_notifies_nobody_and_asks_nothing(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
 
     let (status, _) = app.deliver(&fixture("user.updated.locale.json")).await;
     app.wait_idle().await;
@@ -207,8 +207,8 @@ async fn locale_only_change_notifies_nobody_and_asks_nothing(b: Backend) {
 
 async fn redelivery_of_an_event_id_sends_nothing_new(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     let body = fixture("portOutCredentials.issued.json");
 
     let (first, _) = app.deliver(&body).await;
@@ -230,7 +230,7 @@ async fn redelivery_of_an_event_id_sends_nothing_new(b: Backend) {
 
 async fn unhandled_gigs_type_is_acknowledged_and_ignored(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
+    mail_accepts(&app.mail).await;
 
     let (status, answer) = app.deliver(&fixture("unhandled.sim.activated.json")).await;
 
@@ -244,8 +244,8 @@ async fn unhandled_gigs_type_is_acknowledged_and_ignored(b: Backend) {
 
 async fn concurrent_deliveries_of_one_id_store_it_once(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     let body = fixture("subscription.created.json");
 
     let answers = futures::future::join_all((0..8).map(|_| app.deliver(&body))).await;
@@ -286,8 +286,8 @@ async fn refused(
 
 async fn bad_deliveries_get_their_status_and_store_nothing(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     let body = fixture("subscription.created.json").into_bytes();
     let wrong = gigs_notifier::config::WebhookSecret::parse(
         "whsec_dGhpcyBpcyBub3QgdGhlIHJpZ2h0IHNlY3JldA==",
@@ -399,8 +399,8 @@ async fn bad_deliveries_get_their_status_and_store_nothing(b: Backend) {
 
 async fn rotated_second_secret_is_accepted(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     let second = gigs_notifier::config::WebhookSecret::parse(SECOND_SECRET).unwrap();
 
     let (status, _) = app
@@ -414,8 +414,8 @@ async fn rotated_second_secret_is_accepted(b: Backend) {
 
 async fn svix_headers_are_accepted(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
-    gigs_knows_everyone(&app).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
     let body = fixture("subscription.ended.json").into_bytes();
 
     let (status, answer) = app
@@ -438,7 +438,7 @@ both_backends!(
 
 async fn core_api_5xx_and_429_then_success_gives_exactly_one_notice(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
+    mail_accepts(&app.mail).await;
     let sub = format!("/projects/{PROJECT}/subscriptions/sub_0SNlurA049MEWV2gSfSxi00xlPIi");
     Mock::given(method("GET"))
         .and(path(&sub))
@@ -475,22 +475,10 @@ async fn core_api_5xx_and_429_then_success_gives_exactly_one_notice(b: Backend) 
 
 async fn mail_5xx_then_success_reuses_one_idempotency_key(b: Backend) {
     let app = spawn_app(b).await;
-    gigs_knows_everyone(&app).await;
-    Mock::given(method("POST"))
-        .and(path("/mail/send"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&app.mail)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/mail/send"))
-        .respond_with(ResponseTemplate::new(408))
-        .up_to_n_times(1)
-        .with_priority(2)
-        .mount(&app.mail)
-        .await;
-    mail_accepts(&app).await;
+    gigs_knows_everyone(&app.gigs).await;
+    mail_answers_first(&app.mail, 500, 2, 1).await;
+    mail_answers_first(&app.mail, 408, 1, 2).await;
+    mail_accepts(&app.mail).await;
 
     app.deliver(&fixture("subscription.activated.json")).await;
     app.wait_idle().await;
@@ -503,7 +491,7 @@ async fn mail_5xx_then_success_reuses_one_idempotency_key(b: Backend) {
 
 async fn core_api_404_dead_letters_the_event_with_its_reason(b: Backend) {
     let app = spawn_app(b).await;
-    mail_accepts(&app).await;
+    mail_accepts(&app.mail).await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(404))
         .mount(&app.gigs)
@@ -526,15 +514,9 @@ async fn core_api_404_dead_letters_the_event_with_its_reason(b: Backend) {
 
 async fn mail_4xx_dead_letters_the_notice_and_retry_delivers_it_once(b: Backend) {
     let app = spawn_app(b).await;
-    gigs_knows_everyone(&app).await;
-    Mock::given(method("POST"))
-        .and(path("/mail/send"))
-        .respond_with(ResponseTemplate::new(422))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&app.mail)
-        .await;
-    mail_accepts(&app).await;
+    gigs_knows_everyone(&app.gigs).await;
+    mail_answers_first(&app.mail, 422, 1, 1).await;
+    mail_accepts(&app.mail).await;
 
     app.deliver(&fixture("subscription.resumed.json")).await;
     app.wait_idle().await;
@@ -565,12 +547,8 @@ async fn work_older_than_max_age_is_dead_lettered(b: Backend) {
         s.set("MAX_AGE_SECS", "0");
     })
     .await;
-    gigs_knows_everyone(&app).await;
-    Mock::given(method("POST"))
-        .and(path("/mail/send"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&app.mail)
-        .await;
+    gigs_knows_everyone(&app.gigs).await;
+    mail_answers_first(&app.mail, 503, u64::MAX, 1).await;
 
     app.deliver(&fixture("subscription.created.json")).await;
     app.wait_idle().await;
@@ -598,12 +576,8 @@ both_backends!(
 async fn app_stopped_after_acknowledging_delivers_after_restart(b: Backend) {
     // First life: the mail service is down, so events are acknowledged but not delivered.
     let app = spawn_app(b).await;
-    gigs_knows_everyone(&app).await;
-    Mock::given(method("POST"))
-        .and(path("/mail/send"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&app.mail)
-        .await;
+    gigs_knows_everyone(&app.gigs).await;
+    mail_answers_first(&app.mail, 503, u64::MAX, 1).await;
     for (i, name) in [
         "subscription.created.json",
         "subscription.activated.json",
@@ -622,11 +596,7 @@ async fn app_stopped_after_acknowledging_delivers_after_restart(b: Backend) {
 
     // Second life: same database, the mail service is back.
     mail.reset().await;
-    Mock::given(method("POST"))
-        .and(path("/mail/send"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&mail)
-        .await;
+    mail_accepts(&mail).await;
     let raw = test_settings(&db_url, &gigs.uri(), &mail.uri());
     let mut app = start(raw, gigs, mail).await;
     app.db = db;

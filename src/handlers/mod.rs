@@ -46,6 +46,19 @@ pub async fn deliveries(
     }
 }
 
+/// One notice to the owner of a subscription.
+async fn to_owner(
+    ctx: &Context<'_>,
+    subscription: &SubscriptionId,
+    notice: Notice,
+) -> Result<Vec<Delivery>, CallError> {
+    Ok(vec![Delivery {
+        to: owner_address(ctx, subscription).await?,
+        role: "owner",
+        notice,
+    }])
+}
+
 /// The address of the user who owns a subscription, through the Core API.
 async fn owner_address(
     ctx: &Context<'_>,

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{owner_address, Context, Delivery};
+use super::{to_owner, Context, Delivery};
 use crate::event::PortOutCredentials;
 use crate::notice::Notice;
 use crate::outbound::CallError;
@@ -12,9 +12,10 @@ pub async fn issued(
     at: DateTime<Utc>,
     ctx: &Context<'_>,
 ) -> Result<Vec<Delivery>, CallError> {
-    Ok(vec![Delivery {
-        to: owner_address(ctx, &data.subscription).await?,
-        role: "owner",
-        notice: Notice::port_out_credentials_issued(at),
-    }])
+    to_owner(
+        ctx,
+        &data.subscription,
+        Notice::port_out_credentials_issued(at),
+    )
+    .await
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{owner_address, Context, Delivery};
+use super::{owner_address, to_owner, Context, Delivery};
 use crate::event::{Lifecycle, Subscription, SubscriptionChange};
 use crate::notice::Notice;
 use crate::outbound::CallError;
@@ -12,11 +12,12 @@ pub async fn change_applied(
     at: DateTime<Utc>,
     ctx: &Context<'_>,
 ) -> Result<Vec<Delivery>, CallError> {
-    Ok(vec![Delivery {
-        to: owner_address(ctx, &data.subscription).await?,
-        role: "owner",
-        notice: Notice::plan_changed(at, data.plan.clone()),
-    }])
+    to_owner(
+        ctx,
+        &data.subscription,
+        Notice::plan_changed(at, data.plan.clone()),
+    )
+    .await
 }
 
 /// The embedded user is used when it carries an address; otherwise the Core API is asked.

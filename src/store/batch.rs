@@ -135,23 +135,12 @@ async fn insert_many(
         return Ok(Vec::new());
     }
     {
-        let mut sql = String::from(
-            "INSERT INTO events (id, event_type, payload, next_attempt_at, received_at, attempts_since) VALUES ",
+        // received_at (4th parameter of a row) doubles as the first due time and the start
+        // of the age budget.
+        let mut sql = format!(
+            "INSERT INTO events (id, event_type, payload, next_attempt_at, received_at, attempts_since) VALUES {}",
+            super::values_list(ops.len(), &[1, 2, 3, 4, 4, 4])
         );
-        for i in 0..ops.len() {
-            let p = i * 4;
-            if i > 0 {
-                sql.push(',');
-            }
-            // received_at doubles as the first due time and the start of the age budget.
-            let t = p + 4;
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${t}, ${t}, ${t})",
-                p + 1,
-                p + 2,
-                p + 3
-            ));
-        }
         sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
         let mut q = sqlx::query_scalar::<_, String>(&sql);
         for e in ops {
@@ -278,11 +267,10 @@ async fn finish_many(
         super::Queue::Events => ("events", "done"),
         super::Queue::Notices => ("notices", "sent"),
     };
-    let placeholders: Vec<String> = (0..chunk.len()).map(|k| format!("${}", k + 3)).collect();
     let sql = format!(
         "UPDATE {table} SET state = '{state}', finished_at = $1, lease_until = 0, claim_token = NULL, \
          last_error = NULL WHERE claim_token = $2 AND state = 'pending' AND id IN ({}) RETURNING id",
-        placeholders.join(", ")
+        super::param_list(3, chunk.len())
     );
     let now = chunk.iter().map(|&i| ops[i].now).max().unwrap_or(0);
     let mut q = sqlx::query_scalar::<_, String>(&sql).bind(now).bind(token);
@@ -311,27 +299,11 @@ async fn insert_notices(conn: &mut AnyConnection, done: &[&Claimed]) -> Result<(
         .flatten()
         .collect();
     for chunk in rows.chunks(256) {
-        let mut sql = String::from(
+        let mut sql = format!(
             "INSERT INTO notices (id, event_id, kind, recipient, subject, content, next_attempt_at, \
-             created_at, attempts_since, event_received_at) VALUES ",
+             created_at, attempts_since, event_received_at) VALUES {}",
+            super::values_list(chunk.len(), &[1, 2, 3, 4, 5, 6, 7, 7, 7, 8])
         );
-        for k in 0..chunk.len() {
-            let p = k * 8;
-            if k > 0 {
-                sql.push(',');
-            }
-            let now = p + 7;
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${now}, ${now}, ${now}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 8
-            ));
-        }
         sql.push_str(" ON CONFLICT (id) DO NOTHING");
         let mut q = sqlx::query(&sql);
         for (event_id, received_at, now, n) in chunk {

@@ -162,66 +162,92 @@ fn claim_sql(backend: Backend, queue: Queue, columns: &str) -> String {
     )
 }
 
-/// Run a claim inside the batch transaction `conn`.
+/// Claim up to `limit` due rows of `queue` inside the batch transaction `conn`.
+async fn claim_rows(
+    conn: &mut sqlx::AnyConnection,
+    req: &ClaimRequest,
+    queue: Queue,
+    columns: &str,
+    limit: i64,
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    sqlx::query(&claim_sql(req.backend, queue, columns))
+        .bind(req.lease_until)
+        .bind(&req.token)
+        .bind(req.now)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+}
+
+/// Run a claim inside the batch transaction `conn`: notices first, then events.
 async fn claim_in(
     conn: &mut sqlx::AnyConnection,
     req: &ClaimRequest,
 ) -> Result<(Vec<ClaimedEvent>, Vec<ClaimedNotice>), sqlx::Error> {
-    let notices: Vec<ClaimedNotice> = sqlx::query(&claim_sql(
-        req.backend,
-        Queue::Notices,
-        "id, event_id, kind, recipient, subject, content, attempts, created_at, event_received_at, attempts_since",
-    ))
-    .bind(req.lease_until)
-    .bind(&req.token)
-    .bind(req.now)
-    .bind(req.limit)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r: &AnyRow| {
-        Ok(ClaimedNotice {
-            id: r.try_get("id")?,
-            event_id: r.try_get("event_id")?,
-            kind: r.try_get("kind")?,
-            recipient: r.try_get("recipient")?,
-            subject: r.try_get("subject")?,
-            content: r.try_get("content")?,
-            attempts: r.try_get("attempts")?,
-            created_at: r.try_get("created_at")?,
-            event_received_at: r.try_get("event_received_at")?,
-            attempts_since: r.try_get("attempts_since")?,
+    const NOTICE_COLUMNS: &str = "id, event_id, kind, recipient, subject, content, attempts, \
+                                  created_at, event_received_at, attempts_since";
+    const EVENT_COLUMNS: &str = "id, event_type, payload, attempts, received_at, attempts_since";
+    let notices = claim_rows(conn, req, Queue::Notices, NOTICE_COLUMNS, req.limit)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ClaimedNotice {
+                id: r.try_get("id")?,
+                event_id: r.try_get("event_id")?,
+                kind: r.try_get("kind")?,
+                recipient: r.try_get("recipient")?,
+                subject: r.try_get("subject")?,
+                content: r.try_get("content")?,
+                attempts: r.try_get("attempts")?,
+                created_at: r.try_get("created_at")?,
+                event_received_at: r.try_get("event_received_at")?,
+                attempts_since: r.try_get("attempts_since")?,
+            })
         })
-    })
-    .collect::<Result<_, sqlx::Error>>()?;
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let left = req.limit - notices.len() as i64;
     if left <= 0 {
         return Ok((Vec::new(), notices));
     }
-    let events = sqlx::query(&claim_sql(
-        req.backend,
-        Queue::Events,
-        "id, event_type, payload, attempts, received_at, attempts_since",
-    ))
-    .bind(req.lease_until)
-    .bind(&req.token)
-    .bind(req.now)
-    .bind(left)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r: &AnyRow| {
-        Ok(ClaimedEvent {
-            id: r.try_get("id")?,
-            event_type: r.try_get("event_type")?,
-            payload: r.try_get("payload")?,
-            attempts: r.try_get("attempts")?,
-            received_at: r.try_get("received_at")?,
-            attempts_since: r.try_get("attempts_since")?,
+    let events = claim_rows(conn, req, Queue::Events, EVENT_COLUMNS, left)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ClaimedEvent {
+                id: r.try_get("id")?,
+                event_type: r.try_get("event_type")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get("attempts")?,
+                received_at: r.try_get("received_at")?,
+                attempts_since: r.try_get("attempts_since")?,
+            })
         })
-    })
-    .collect::<Result<_, sqlx::Error>>()?;
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
     Ok((events, notices))
+}
+
+/// `($1, $2, …), ($7, …)` for `rows` rows. Each row's columns take the parameters named in
+/// `columns` (1-based within the row), so one bound value can fill several columns.
+fn values_list(rows: usize, columns: &[usize]) -> String {
+    let per_row = columns.iter().copied().max().unwrap_or(0);
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = columns
+                .iter()
+                .map(|c| format!("${}", r * per_row + c))
+                .collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$first, …` (`n` parameters), for `IN (…)` lists.
+fn param_list(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Milliseconds since the Unix epoch.
@@ -359,12 +385,10 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let mut total = 0;
         for chunk in ids.chunks(256) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|k| format!("${}", k + 3)).collect();
             let sql = format!(
                 "UPDATE {} SET lease_until = $1 WHERE claim_token = $2 AND state = 'pending' AND id IN ({})",
                 queue.table(),
-                placeholders.join(", ")
+                param_list(3, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(lease_until).bind(token);
             for id in chunk {
@@ -517,5 +541,17 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.write.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_lists_number_rows_and_reuse_values() {
+        assert_eq!(values_list(2, &[1, 2, 2]), "($1, $2, $2), ($3, $4, $4)");
+        assert_eq!(param_list(3, 3), "$3, $4, $5");
+        assert_eq!(param_list(3, 0), "");
     }
 }

@@ -251,17 +251,29 @@ impl TestApp {
 }
 
 /// Fake mail service answering 202 to everything.
-pub async fn mail_accepts(app: &TestApp) {
+pub async fn mail_accepts(mail: &MockServer) {
     Mock::given(method("POST"))
         .and(path("/mail/send"))
         .respond_with(ResponseTemplate::new(202))
-        .mount(&app.mail)
+        .mount(mail)
+        .await;
+}
+
+/// The mail fake answers `status` to the next `times` requests, ahead of mocks with a
+/// larger `priority` number.
+pub async fn mail_answers_first(mail: &MockServer, status: u16, times: u64, priority: u8) {
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(status))
+        .up_to_n_times(times)
+        .with_priority(priority)
+        .mount(mail)
         .await;
 }
 
 /// Fake Core API: every subscription belongs to a user with OWNER_EMAIL, and every user
 /// has one subscription.
-pub async fn gigs_knows_everyone(app: &TestApp) {
+pub async fn gigs_knows_everyone(gigs: &MockServer) {
     Mock::given(method("GET"))
         .and(wiremock::matchers::path_regex(format!(
             "^/projects/{PROJECT}/subscriptions/sub_[A-Za-z0-9]+$"
@@ -269,13 +281,13 @@ pub async fn gigs_knows_everyone(app: &TestApp) {
         .respond_with(
             ResponseTemplate::new(200).set_body_json(subscription_body("usr_owner", OWNER_EMAIL)),
         )
-        .mount(&app.gigs)
+        .mount(gigs)
         .await;
     Mock::given(method("GET"))
         .and(path(format!("/projects/{PROJECT}/subscriptions")))
         .and(wiremock::matchers::query_param_contains("user", "usr_"))
         .respond_with(ResponseTemplate::new(200).set_body_json(list_body(1)))
-        .mount(&app.gigs)
+        .mount(gigs)
         .await;
 }
 
