@@ -7,12 +7,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 async fn metrics(app: &TestApp) -> String {
-    let resp = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get("/metrics").await;
     assert_eq!(resp.status(), 200);
     resp.text().await.unwrap()
 }

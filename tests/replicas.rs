@@ -229,12 +229,7 @@ async fn unreachable_database_gets_503_never_2xx_and_recovers() {
     }
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 503);
     let during = futures::future::join_all((5..10).map(|i| {
         let b = body(i);

@@ -613,19 +613,9 @@ both_backends!(app_stopped_after_acknowledging_delivers_after_restart);
 
 async fn health_and_readiness_answer(b: Backend) {
     let app = spawn_app(b).await;
-    let health = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200);
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     assert!(ready.headers().contains_key("x-request-id"));
     let (gigs, mail, db) = app.stop().await;

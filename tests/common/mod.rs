@@ -184,6 +184,15 @@ impl TestApp {
         )
     }
 
+    /// GET a path of the app.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// POST with exactly these headers.
     pub async fn post_raw(&self, headers: &[(&str, String)], body: Vec<u8>) -> (u16, Value) {
         let mut req = self.client.post(&self.webhook_url).body(body);
