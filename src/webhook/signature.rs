@@ -103,15 +103,20 @@ impl Verifier {
             return Err(SignatureError::TimestampOutOfTolerance);
         }
 
-        let candidates: Vec<Vec<u8>> = sigs
+        let v1: Vec<&str> = sigs
             .split(' ')
             .filter_map(|entry| entry.split_once(','))
             .filter(|(version, _)| *version == "v1")
-            .filter_map(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .map(|(_, b64)| b64)
             .collect();
-        if candidates.is_empty() {
+        if v1.is_empty() {
             return Err(SignatureError::NoSupportedSignature);
         }
+        // An undecodable v1 entry simply matches nothing.
+        let candidates: Vec<Vec<u8>> = v1
+            .iter()
+            .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .collect();
 
         for key in &self.keys {
             let expected = mac(key.clone(), id, ts_text, body).into_bytes();
@@ -218,6 +223,10 @@ mod tests {
         assert_eq!(
             v.verify(&headers("webhook", SIG, TS), BODY, TS - 301),
             Err(SignatureError::TimestampOutOfTolerance)
+        );
+        assert_eq!(
+            v.verify(&headers("webhook", "v1,not*base64", TS), BODY, TS),
+            Err(SignatureError::Mismatch)
         );
         let v2_only = SIG.replace("v1,", "v2,");
         assert_eq!(
