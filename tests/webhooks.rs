@@ -623,3 +623,76 @@ async fn health_and_readiness_answer(b: Backend) {
 }
 
 both_backends!(health_and_readiness_answer);
+
+async fn birthday_change_is_named_and_notice_fields_are_configurable(b: Backend) {
+    let body = with_id(&fixture("user.updated.json"), "evt_birthday");
+    let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["previousData"] = serde_json::json!({"birthday": "1960-01-01"});
+    let body = v.to_string();
+
+    // Default fields: a birthday change is worth a notice, named as such.
+    let app = spawn_app(b).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
+    app.deliver(&body).await;
+    app.wait_idle().await;
+    let mails = app.mails().await;
+    assert_eq!(mails.len(), 1);
+    let content = mails[0].1["content"].as_str().unwrap();
+    assert!(content.contains(": date of birth."), "{content}");
+    assert!(
+        !content.contains("1960") && !content.contains("1954"),
+        "{content}"
+    );
+
+    // An operator who only cares about email changes.
+    let app = spawn_app_with(b, |s| {
+        s.set("NOTICE_FIELDS", "email");
+    })
+    .await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
+    app.deliver(&body).await;
+    app.wait_idle().await;
+    assert!(app.mails().await.is_empty());
+}
+
+async fn graceful_stop_hands_back_claimed_work_at_once(b: Backend) {
+    // The mail service hangs (and the client waits for it), so the notice is still claimed
+    // and in flight when the app is stopped.
+    let app = spawn_app_with(b, |s| {
+        s.set("LEASE_SECS", "600").set("HTTP_TIMEOUT_SECS", "120");
+    })
+    .await;
+    gigs_knows_everyone(&app.gigs).await;
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(202).set_delay(std::time::Duration::from_secs(60)))
+        .mount(&app.mail)
+        .await;
+    app.deliver(&fixture("subscription.created.json")).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.mails().await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "notice never sent");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let db_url = app.db.as_ref().unwrap().url.clone();
+    let (gigs, mail, db) = app.stop().await;
+
+    // With a 10-minute lease, only a released claim can be picked up again right away.
+    mail.reset().await;
+    mail_accepts(&mail).await;
+    let mut raw = test_settings(&db_url, &gigs.uri(), &mail.uri());
+    raw.set("LEASE_SECS", "600");
+    let mut app = start(raw, gigs, mail).await;
+    app.db = db;
+    app.wait_idle().await;
+
+    assert_eq!(app.count("notices", "sent").await, 1);
+    assert_eq!(app.mails().await.len(), 1);
+}
+
+both_backends!(
+    birthday_change_is_named_and_notice_fields_are_configurable,
+    graceful_stop_hands_back_claimed_work_at_once,
+);

@@ -7,6 +7,10 @@
 //! worker renews while it works; after a crash the lease runs out and anyone may take it.
 //! Updates after a claim check `claim_token`, so a worker that lost its lease cannot
 //! overwrite what the new holder did.
+//!
+//! The hot-path writes (deliveries, claims, finished work) go through one group-commit
+//! queue ([`batch`]); on SQLite they run on a single write connection, so writers wait their
+//! turn in order instead of sleeping in SQLite's busy handler.
 
 mod batch;
 
