@@ -23,7 +23,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
     Router::new()
         .route("/admin/dead-letters", get(list))
         .route("/admin/dead-letters/retry-all", post(retry_all))
-        .route("/admin/dead-letters/{id}", get(show))
+        .route("/admin/dead-letters/{id}", get(show).delete(purge))
         .route("/admin/dead-letters/{id}/retry", post(retry))
         .layer(middleware::from_fn_with_state(settings, require_token))
         .with_state(state.store)
@@ -80,6 +80,18 @@ async fn show(State(store): State<Store>, Path(id): Path<String>) -> Response {
 async fn retry(State(store): State<Store>, Path(id): Path<String>) -> Response {
     match store.retry_dead_letter(&id, now_ms()).await {
         Ok(true) => Json(json!({ "status": "requeued", "id": id })).into_response(),
+        Ok(false) => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no dead letter has that id",
+        ),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn purge(State(store): State<Store>, Path(id): Path<String>) -> Response {
+    match store.purge_dead_letter(&id).await {
+        Ok(true) => Json(json!({ "status": "deleted", "id": id })).into_response(),
         Ok(false) => error_response(
             StatusCode::NOT_FOUND,
             "not_found",

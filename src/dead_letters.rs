@@ -32,6 +32,7 @@ pub enum Action {
     Show(String),
     Retry(String),
     RetryAll,
+    Purge(String),
 }
 
 fn when(ms: Option<i64>) -> String {
@@ -81,6 +82,15 @@ pub async fn cli(store: &Store, action: Action) -> anyhow::Result<std::process::
         Action::Retry(id) => {
             if store.retry_dead_letter(&id, crate::store::now_ms()).await? {
                 println!("requeued {id}; a running service will pick it up");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no dead letter has id {id}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Action::Purge(id) => {
+            if store.purge_dead_letter(&id).await? {
+                println!("deleted dead letter {id}");
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("no dead letter has id {id}");

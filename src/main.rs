@@ -81,6 +81,11 @@ enum DeadLetterAction {
         #[arg(long)]
         all: bool,
     },
+    /// Delete a dead letter that needs no delivery (its stored event goes too).
+    Purge {
+        /// Event or notice id.
+        id: String,
+    },
 }
 
 /// mimalloc: the service allocates many small, short-lived buffers per request (bodies,
@@ -197,6 +202,7 @@ impl From<DeadLetterAction> for gigs_notifier::dead_letters::Action {
             DeadLetterAction::Show { id } => Action::Show(id),
             DeadLetterAction::Retry { id: Some(id), .. } => Action::Retry(id),
             DeadLetterAction::Retry { id: None, .. } => Action::RetryAll,
+            DeadLetterAction::Purge { id } => Action::Purge(id),
         }
     }
 }

@@ -230,6 +230,40 @@ async fn dead_letters_cli_lists_shows_masked_and_retries() {
     assert_eq!(app.count("notices", "sent").await, 1);
     let missing = run_with(&env, &["dead-letters", "retry", "ntc_nope"]);
     assert_eq!(missing.status.code(), Some(1));
+
+    // A dead letter an operator decides to drop.
+    app.deliver(&with_id(
+        &fixture("subscription.renewed.json"),
+        "evt_to_drop",
+    ))
+    .await;
+    app.wait_idle().await; // delivered: not dead, so purge refuses it
+    assert_eq!(
+        run_with(&env, &["dead-letters", "purge", "evt_to_drop"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let pool = sqlx::AnyPool::connect(&app.db.as_ref().unwrap().url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET state = 'dead' WHERE id = 'evt_to_drop'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let purge = run_with(&env, &["dead-letters", "purge", "evt_to_drop"]);
+    assert!(
+        purge.status.success(),
+        "{}",
+        String::from_utf8_lossy(&purge.stderr)
+    );
+    assert!(app
+        .store
+        .event_payload("evt_to_drop")
+        .await
+        .unwrap()
+        .is_none());
+    pool.close().await;
 }
 
 #[test]

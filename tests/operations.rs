@@ -194,6 +194,44 @@ async fn admin_endpoints_need_the_token(b: Backend) {
         .await
         .unwrap();
     assert_eq!(again.status(), 404);
+    let gone = ok(app.client.delete(format!("{list_url}/{id}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        gone.status(),
+        404,
+        "a delivered notice is no dead letter to delete"
+    );
+    let unauthorized = app
+        .client
+        .delete(format!("{list_url}/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+
+    // A second failure, which the operator drops.
+    mail_answers_first(&app.mail, 403, 1, 1).await;
+    app.deliver(&fixture("subscription.ended.json")).await;
+    app.wait_idle().await;
+    let list: serde_json::Value = ok(app.client.get(&list_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let deleted = ok(app.client.delete(format!("{list_url}/{id}")))
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let list: serde_json::Value = ok(app.client.get(&list_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
 }
 
 async fn admin_endpoints_are_absent_without_a_token(b: Backend) {

@@ -520,6 +520,24 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Delete a dead letter for good (an operator decided it needs no delivery); its
+    /// stored payload goes with it. Returns whether anything was dead under that id.
+    pub async fn purge_dead_letter(&self, id: &str) -> Result<bool, StoreError> {
+        let mut n = 0;
+        for queue in [Queue::Events, Queue::Notices] {
+            let sql = format!(
+                "DELETE FROM {} WHERE id = $1 AND state = 'dead'",
+                queue.table()
+            );
+            n += sqlx::query(&sql)
+                .bind(id)
+                .execute(&self.write)
+                .await?
+                .rows_affected();
+        }
+        Ok(n > 0)
+    }
+
     /// Delete processed events and sent notices finished before `before` (dead letters
     /// stay until an operator deals with them). Returns (events, notices) deleted.
     pub async fn purge(&self, before: i64) -> Result<(u64, u64), StoreError> {
