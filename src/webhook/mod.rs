@@ -20,6 +20,9 @@ use crate::event::{Envelope, EnvelopeError};
 use crate::store::{now_ms, InsertOutcome, NewEvent, Store};
 pub use signature::{sign, SignatureError, Verifier};
 
+/// Longest the ingress waits for the store before answering 503.
+const STORE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -135,19 +138,25 @@ async fn receive(
     }
     let payload = String::from_utf8(body.to_vec())
         .map_err(|_| EnvelopeError::NotJson("body is not UTF-8".into()))?;
-    let outcome = state
-        .store
-        .insert_event(NewEvent {
-            id: envelope.id.as_str().to_string(),
-            event_type: envelope.event_type.clone(),
-            payload,
-            received_at: now_ms(),
-        })
-        .await
-        .map_err(|e| {
+    let insert = state.store.insert_event(NewEvent {
+        id: envelope.id.as_str().to_string(),
+        event_type: envelope.event_type.clone(),
+        payload,
+        received_at: now_ms(),
+    });
+    // Svix gives an attempt about 15 s; answer 503 well before that rather than hang. If
+    // the commit still lands later, the retry is acknowledged as a duplicate: nothing lost.
+    let outcome = match tokio::time::timeout(STORE_DEADLINE, insert).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "could not store event; answering 503 so Gigs retries");
-            ApiError::StoreUnavailable
-        })?;
+            return Err(ApiError::StoreUnavailable);
+        }
+        Err(_) => {
+            tracing::error!("store did not commit in time; answering 503 so Gigs retries");
+            return Err(ApiError::StoreUnavailable);
+        }
+    };
     metrics::histogram!("gigs_notifier_ingest_seconds").record(received.elapsed().as_secs_f64());
     Ok(match outcome {
         InsertOutcome::Stored => {
