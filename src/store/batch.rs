@@ -12,35 +12,20 @@ use super::{NewEvent, NewNotice, StoreError};
 /// Largest batch per transaction; bounds how long one commit holds the write lock.
 const MAX_BATCH: usize = 512;
 
-/// A kind of write that can be batched.
-#[async_trait::async_trait]
-pub trait BatchWrite: Send + Sync + Sized + 'static {
-    type Out: Send + 'static;
-    /// Apply `ops` inside the open transaction `conn`, one result per op, in order.
-    async fn apply(conn: &mut AnyConnection, ops: &[Self]) -> Result<Vec<Self::Out>, sqlx::Error>;
-}
-
-type Reply<T> = oneshot::Sender<Result<<T as BatchWrite>::Out, String>>;
+type Reply = oneshot::Sender<Result<WriteOut, String>>;
 /// The receiving end, shared by the committing tasks.
-type Queue<T> = Arc<Mutex<mpsc::Receiver<(T, Reply<T>)>>>;
+type Queue = Arc<Mutex<mpsc::Receiver<(WriteOp, Reply)>>>;
 
-/// A queue of writes of one kind and the tasks that commit them.
-pub struct Batcher<T: BatchWrite> {
-    tx: mpsc::Sender<(T, Reply<T>)>,
+/// The write queue and the tasks that commit it.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<(WriteOp, Reply)>,
 }
 
-impl<T: BatchWrite> Clone for Batcher<T> {
-    fn clone(&self) -> Self {
-        Self {
-            tx: self.tx.clone(),
-        }
-    }
-}
-
-impl<T: BatchWrite> Batcher<T> {
+impl Batcher {
     /// Start `writers` committing tasks (one for SQLite, which has one writer anyway).
     pub fn start(pool: AnyPool, writers: usize, name: &'static str) -> Self {
-        let (tx, rx) = mpsc::channel::<(T, Reply<T>)>(4 * MAX_BATCH);
+        let (tx, rx) = mpsc::channel::<(WriteOp, Reply)>(4 * MAX_BATCH);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers.max(1) {
             tokio::spawn(write_loop(pool.clone(), rx.clone(), name));
@@ -49,7 +34,7 @@ impl<T: BatchWrite> Batcher<T> {
     }
 
     /// Queue one write and wait for the commit that holds it.
-    pub async fn write(&self, op: T) -> Result<T::Out, StoreError> {
+    pub async fn write(&self, op: WriteOp) -> Result<WriteOut, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send((op, reply))
@@ -62,9 +47,9 @@ impl<T: BatchWrite> Batcher<T> {
     }
 }
 
-async fn write_loop<T: BatchWrite>(pool: AnyPool, rx: Queue<T>, name: &'static str) {
-    let mut batch: Vec<(T, Reply<T>)> = Vec::with_capacity(MAX_BATCH);
-    let mut ops: Vec<T> = Vec::with_capacity(MAX_BATCH);
+async fn write_loop(pool: AnyPool, rx: Queue, name: &'static str) {
+    let mut batch: Vec<(WriteOp, Reply)> = Vec::with_capacity(MAX_BATCH);
+    let mut ops: Vec<WriteOp> = Vec::with_capacity(MAX_BATCH);
     loop {
         {
             let mut rx = rx.lock().await;
@@ -95,12 +80,12 @@ async fn write_loop<T: BatchWrite>(pool: AnyPool, rx: Queue<T>, name: &'static s
 
 /// Commit a batch; a deadlock or serialization failure (replicas writing the same ids at
 /// once on PostgreSQL) is retried, since the database rolled everything back.
-async fn commit<T: BatchWrite>(pool: &AnyPool, ops: &[T]) -> Result<Vec<T::Out>, sqlx::Error> {
+async fn commit(pool: &AnyPool, ops: &[WriteOp]) -> Result<Vec<WriteOut>, sqlx::Error> {
     let mut tries = 0;
     loop {
         let attempt = async {
             let mut tx = pool.begin().await?;
-            let outs = T::apply(&mut tx, ops).await?;
+            let outs = apply(&mut tx, ops).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(outs)
         };
@@ -389,43 +374,36 @@ pub enum WriteOut {
     Claimed(Vec<super::ClaimedEvent>, Vec<super::ClaimedNotice>),
 }
 
-#[async_trait::async_trait]
-impl BatchWrite for WriteOp {
-    type Out = WriteOut;
-
-    /// Completions first (they free work), then the inbox inserts, then claims (which may
-    /// take what was just inserted).
-    async fn apply(conn: &mut AnyConnection, ops: &[Self]) -> Result<Vec<WriteOut>, sqlx::Error> {
-        let mut out: Vec<Option<WriteOut>> = (0..ops.len()).map(|_| None).collect();
-        let (mut completes, mut inserts) = (Vec::new(), Vec::new());
-        for (i, op) in ops.iter().enumerate() {
-            match op {
-                WriteOp::Complete(c) => completes.push((i, c)),
-                WriteOp::Insert(e) => inserts.push((i, e)),
-                WriteOp::Claim(_) => {}
-            }
+/// Completions first (they free work), then the inbox inserts, then claims (which may
+/// take what was just inserted).
+async fn apply(conn: &mut AnyConnection, ops: &[WriteOp]) -> Result<Vec<WriteOut>, sqlx::Error> {
+    let mut out: Vec<Option<WriteOut>> = (0..ops.len()).map(|_| None).collect();
+    let (mut completes, mut inserts) = (Vec::new(), Vec::new());
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            WriteOp::Complete(c) => completes.push((i, c)),
+            WriteOp::Insert(e) => inserts.push((i, e)),
+            WriteOp::Claim(_) => {}
         }
-        let held =
-            complete_many(conn, &completes.iter().map(|(_, c)| *c).collect::<Vec<_>>()).await?;
-        for ((i, _), h) in completes.iter().zip(held) {
-            out[*i] = Some(WriteOut::Completed(h));
-        }
-        // The same order everywhere, so two replicas inserting overlapping ids cannot deadlock.
-        inserts.sort_by(|a, b| a.1.id.cmp(&b.1.id));
-        let stored =
-            insert_many(conn, &inserts.iter().map(|(_, e)| *e).collect::<Vec<_>>()).await?;
-        for ((i, _), s) in inserts.iter().zip(stored) {
-            out[*i] = Some(WriteOut::Inserted(s));
-        }
-        for (i, op) in ops.iter().enumerate() {
-            if let WriteOp::Claim(req) = op {
-                let (events, notices) = super::claim_in(conn, req).await?;
-                out[i] = Some(WriteOut::Claimed(events, notices));
-            }
-        }
-        Ok(out
-            .into_iter()
-            .map(|o| o.expect("every op answered"))
-            .collect())
     }
+    let held = complete_many(conn, &completes.iter().map(|(_, c)| *c).collect::<Vec<_>>()).await?;
+    for ((i, _), h) in completes.iter().zip(held) {
+        out[*i] = Some(WriteOut::Completed(h));
+    }
+    // The same order everywhere, so two replicas inserting overlapping ids cannot deadlock.
+    inserts.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    let stored = insert_many(conn, &inserts.iter().map(|(_, e)| *e).collect::<Vec<_>>()).await?;
+    for ((i, _), s) in inserts.iter().zip(stored) {
+        out[*i] = Some(WriteOut::Inserted(s));
+    }
+    for (i, op) in ops.iter().enumerate() {
+        if let WriteOp::Claim(req) = op {
+            let (events, notices) = super::claim_in(conn, req).await?;
+            out[i] = Some(WriteOut::Claimed(events, notices));
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|o| o.expect("every op answered"))
+        .collect())
 }

@@ -141,7 +141,7 @@ pub struct Store {
     write: AnyPool,
     backend: Backend,
     /// Group-committed writes of the hot paths (deliveries, claims, completions).
-    writes: Batcher<WriteOp>,
+    writes: Batcher,
 }
 
 impl std::fmt::Debug for Store {
