@@ -286,7 +286,9 @@ impl Store {
         let (pool, write) = match backend {
             Backend::Sqlite => {
                 let sqlite = |max| {
-                    options().max_connections(max).after_connect(|conn, _| {
+                    // A local file cannot drop like a network link: skip the ping sqlx
+                    // sends before every acquire (a round trip to SQLite's thread each).
+                    options().max_connections(max).test_before_acquire(false).after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL lets readers run beside the writer; synchronous=FULL keeps
                             // every acknowledged commit on disk (no durability traded away).
