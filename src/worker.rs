@@ -1,8 +1,9 @@
 //! The worker: claim due events and notices, process them, retry with backoff, dead-letter.
 //!
-//! Events become notices in one transaction (event done + its notices queued); notices are
-//! then sent one by one, each under its own stable idempotency key. Claims are leases
-//! renewed while work is in progress; on shutdown the worker hands back what it holds.
+//! Events become notices in one transaction (event done + its notices queued); each notice
+//! is then sent under its own stable idempotency key. Up to `worker_concurrency` items are
+//! in progress at once. Claims are leases renewed while work is in progress; on shutdown
+//! the worker hands back what it holds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

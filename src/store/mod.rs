@@ -261,7 +261,7 @@ pub fn now_ms() -> i64 {
 
 impl Store {
     /// Connect, apply migrations (PostgreSQL: under sqlx's advisory lock, so replicas
-    /// starting together do not race), and start the insert batcher.
+    /// starting together do not race), and start the group-commit write queue.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if url.starts_with("sqlite:") {
@@ -323,10 +323,6 @@ impl Store {
             write,
             backend,
         })
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// Store a verified event; returns once it is committed (or found already stored).
