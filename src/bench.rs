@@ -222,19 +222,7 @@ async fn closed_loop(
             }
         }));
     }
-    let mut load = Load {
-        ok: 0,
-        elapsed: Duration::ZERO,
-        latency: histogram(),
-        sent: Vec::new(),
-    };
-    for t in tasks {
-        let (ok, hist) = t.await??;
-        load.ok += ok;
-        load.latency.add(hist)?;
-    }
-    load.elapsed = started.elapsed();
-    Ok(load)
+    gather(tasks, Vec::new(), started).await
 }
 
 /// Open loop: request `i` is due at `start + i / rate`, whatever the server does; latency
@@ -274,6 +262,17 @@ async fn open_loop(
         tx.send((i, due)).ok();
     }
     drop(tx);
+    gather(tasks, sent, start).await
+}
+
+type ConnTask = tokio::task::JoinHandle<anyhow::Result<(usize, Histogram<u64>)>>;
+
+/// Wait for the connection tasks and add up what they counted.
+async fn gather(
+    tasks: Vec<ConnTask>,
+    sent: Vec<Option<Instant>>,
+    started: Instant,
+) -> anyhow::Result<Load> {
     let mut load = Load {
         ok: 0,
         elapsed: Duration::ZERO,
@@ -285,7 +284,7 @@ async fn open_loop(
         load.ok += ok;
         load.latency.add(hist)?;
     }
-    load.elapsed = start.elapsed();
+    load.elapsed = started.elapsed();
     Ok(load)
 }
 
