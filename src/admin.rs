@@ -49,6 +49,14 @@ async fn require_token(
     }
 }
 
+fn no_such_dead_letter() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no dead letter has that id",
+    )
+}
+
 fn store_error(e: crate::store::StoreError) -> Response {
     tracing::error!(error = %e, "admin request failed");
     error_response(
@@ -68,11 +76,7 @@ async fn list(State(store): State<Store>) -> Response {
 async fn show(State(store): State<Store>, Path(id): Path<String>) -> Response {
     match crate::dead_letters::detail(&store, &id).await {
         Ok(Some(detail)) => Json(detail).into_response(),
-        Ok(None) => error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no dead letter has that id",
-        ),
+        Ok(None) => no_such_dead_letter(),
         Err(e) => store_error(e),
     }
 }
@@ -80,11 +84,7 @@ async fn show(State(store): State<Store>, Path(id): Path<String>) -> Response {
 async fn retry(State(store): State<Store>, Path(id): Path<String>) -> Response {
     match store.retry_dead_letter(&id, now_ms()).await {
         Ok(true) => Json(json!({ "status": "requeued", "id": id })).into_response(),
-        Ok(false) => error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no dead letter has that id",
-        ),
+        Ok(false) => no_such_dead_letter(),
         Err(e) => store_error(e),
     }
 }
@@ -92,27 +92,16 @@ async fn retry(State(store): State<Store>, Path(id): Path<String>) -> Response {
 async fn purge(State(store): State<Store>, Path(id): Path<String>) -> Response {
     match store.purge_dead_letter(&id).await {
         Ok(true) => Json(json!({ "status": "deleted", "id": id })).into_response(),
-        Ok(false) => error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no dead letter has that id",
-        ),
+        Ok(false) => no_such_dead_letter(),
         Err(e) => store_error(e),
     }
 }
 
 async fn retry_all(State(store): State<Store>) -> Response {
-    let items = match store.dead_letters().await {
-        Ok(items) => items,
-        Err(e) => return store_error(e),
-    };
-    let mut requeued = 0;
-    for item in &items {
-        match store.retry_dead_letter(&item.id, now_ms()).await {
-            Ok(true) => requeued += 1,
-            Ok(false) => {}
-            Err(e) => return store_error(e),
+    match crate::dead_letters::retry_all(&store, |_, _, _| {}).await {
+        Ok((requeued, _)) => {
+            Json(json!({ "status": "requeued", "count": requeued })).into_response()
         }
+        Err(e) => store_error(e),
     }
-    Json(json!({ "status": "requeued", "count": requeued })).into_response()
 }

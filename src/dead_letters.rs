@@ -15,7 +15,7 @@ pub struct Detail {
 
 /// Look up one dead letter by event or notice id.
 pub async fn detail(store: &Store, id: &str) -> Result<Option<Detail>, StoreError> {
-    let Some(letter) = store.dead_letters().await?.into_iter().find(|d| d.id == id) else {
+    let Some(letter) = store.dead_letter(id).await? else {
         return Ok(None);
     };
     let event = store
@@ -24,6 +24,23 @@ pub async fn detail(store: &Store, id: &str) -> Result<Option<Detail>, StoreErro
         .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
         .map(|v| crate::mask::mask(&v));
     Ok(Some(Detail { letter, event }))
+}
+
+/// Requeue every dead letter; `each` is told the position of each one (it may have been
+/// retried or purged meanwhile, and then is not counted). Returns (requeued, total).
+pub async fn retry_all(
+    store: &Store,
+    mut each: impl FnMut(usize, usize, &DeadLetter),
+) -> Result<(usize, usize), StoreError> {
+    let items = store.dead_letters().await?;
+    let mut requeued = 0;
+    for (i, d) in items.iter().enumerate() {
+        requeued += store
+            .retry_dead_letter(&d.id, crate::store::now_ms())
+            .await? as usize;
+        each(i, items.len(), d);
+    }
+    Ok((requeued, items.len()))
 }
 
 /// What `gigs-notifier dead-letters …` was asked to do.
@@ -98,18 +115,10 @@ pub async fn cli(store: &Store, action: Action) -> anyhow::Result<std::process::
             }
         }
         Action::RetryAll => {
-            let items = store.dead_letters().await?;
-            let total = items.len();
-            let mut done = 0;
-            for (i, d) in items.iter().enumerate() {
-                if store
-                    .retry_dead_letter(&d.id, crate::store::now_ms())
-                    .await?
-                {
-                    done += 1;
-                }
-                println!("[{}/{total}] requeued {} {}", i + 1, d.queue, d.id);
-            }
+            let (done, total) = retry_all(store, |i, total, d| {
+                println!("[{}/{total}] requeued {} {}", i + 1, d.queue, d.id)
+            })
+            .await?;
             println!("requeued {done} of {total} dead letter(s)");
             Ok(ExitCode::SUCCESS)
         }

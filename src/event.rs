@@ -223,12 +223,6 @@ fn plan_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PlanName>, D::Err
         .and_then(PlanName::new))
 }
 
-#[derive(Deserialize)]
-struct WireUser {
-    #[serde(flatten)]
-    user: UserRef,
-}
-
 /// The envelope fields we read; `data` is kept raw until we know the type.
 #[derive(Deserialize)]
 struct WireEnvelope<'a> {
@@ -315,7 +309,7 @@ fn decode(
             TypedEvent::Subscription(step, serde_json::from_str(json).map_err(err)?)
         }
         HandledType::UserUpdated => {
-            let user: WireUser = serde_json::from_str(json).map_err(err)?;
+            let user: UserRef = serde_json::from_str(json).map_err(err)?;
             // Without previousData nothing is known to have changed: no notice, no error
             // (a 400 would only make Gigs retry the same body for days).
             let map: serde_json::Map<String, serde_json::Value> = match previous {
@@ -329,7 +323,7 @@ fn decode(
                 .and_then(|v| v.as_str())
                 .and_then(|s| EmailAddress::parse(s).ok());
             TypedEvent::UserUpdated(UserUpdated {
-                user: user.user,
+                user,
                 changed_fields: map.into_iter().map(|(k, _)| k).collect(),
                 previous_email,
             })

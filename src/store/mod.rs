@@ -448,6 +448,15 @@ impl Store {
 
     /// Every dead letter, newest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.dead_letters_matching(None).await
+    }
+
+    /// One dead letter, by event or notice id.
+    pub async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        Ok(self.dead_letters_matching(Some(id)).await?.pop())
+    }
+
+    async fn dead_letters_matching(&self, id: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
         let mut out = Vec::new();
         for (queue, sql) in [
             (
@@ -461,7 +470,16 @@ impl Store {
                  WHERE state = 'dead'",
             ),
         ] {
-            for row in sqlx::query(sql).fetch_all(&self.pool).await? {
+            let rows = match id {
+                Some(id) => {
+                    sqlx::query(&format!("{sql} AND id = $1"))
+                        .bind(id)
+                        .fetch_all(&self.pool)
+                        .await?
+                }
+                None => sqlx::query(sql).fetch_all(&self.pool).await?,
+            };
+            for row in rows {
                 out.push(DeadLetter {
                     queue: queue.name(),
                     id: row.try_get("id")?,

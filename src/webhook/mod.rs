@@ -136,7 +136,7 @@ async fn receive(
         tracing::info!("event type not handled; acknowledged and ignored");
         return Ok(answer(StatusCode::OK, "ignored", envelope.id.as_str()));
     }
-    let payload = String::from_utf8(body.to_vec())
+    let payload = String::from_utf8(Vec::from(body))
         .map_err(|_| EnvelopeError::NotJson("body is not UTF-8".into()))?;
     let insert = state.store.insert_event(NewEvent {
         id: envelope.id.as_str().to_string(),
