@@ -142,12 +142,11 @@ async fn admin_endpoints_need_the_token(b: Backend) {
         r.header("authorization", "Bearer s3cret-admin-token")
             .send()
     };
-    let list: serde_json::Value = ok(app.client.get(&list_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead_letter_list = || async {
+        let resp = ok(app.client.get(&list_url)).await.unwrap();
+        resp.json::<serde_json::Value>().await.unwrap()
+    };
+    let list = dead_letter_list().await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{list}");
     assert_eq!(items[0]["last_error"], "mail service answered 403");
@@ -197,23 +196,13 @@ async fn admin_endpoints_need_the_token(b: Backend) {
     mail_answers_first(&app.mail, 403, 1, 1).await;
     app.deliver(&fixture("subscription.ended.json")).await;
     app.wait_idle().await;
-    let list: serde_json::Value = ok(app.client.get(&list_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = dead_letter_list().await;
     let id = list["items"][0]["id"].as_str().unwrap().to_string();
     let deleted = ok(app.client.delete(format!("{list_url}/{id}")))
         .await
         .unwrap();
     assert_eq!(deleted.status(), 200);
-    let list: serde_json::Value = ok(app.client.get(&list_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = dead_letter_list().await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
 }
 
