@@ -33,7 +33,7 @@ pub struct Application {
 impl Application {
     /// Connect the store (running migrations), bind the listener, build the clients.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = Store::connect(&settings.database_url)
+        let store = Store::connect_with(&settings.database_url, &settings.store)
             .await
             .context("DATABASE_URL: cannot open the database")?;
         let listener = TcpListener::bind(settings.listen_addr)

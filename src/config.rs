@@ -14,6 +14,8 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::store::StoreOptions;
+
 /// A settings problem, worded for the operator who has to fix it.
 #[derive(Debug, thiserror::Error)]
 #[error("{name}: {problem}")]
@@ -50,6 +52,9 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("NOTICE_FIELDS", Some("email,fullName,birthday")),
     ("HTTP_TIMEOUT_SECS", Some("10")),
     ("WORKER_CONCURRENCY", Some("64")),
+    ("MAIL_CONCURRENCY_PER_RECIPIENT", Some("2")),
+    ("SQLITE_MAX_PAGES", Some("0")),
+    ("DATABASE_STATEMENT_TIMEOUT_SECS", Some("5")),
     ("WORKER_POLL_MS", Some("1000")),
     ("LEASE_SECS", Some("30")),
     ("BACKOFF_BASE_MS", Some("1000")),
@@ -155,6 +160,17 @@ impl RawSettings {
         let text = self.required(key)?;
         text.parse()
             .map_err(|_| ConfigError::new(key, format!("must be a whole number, got {text:?}")))
+    }
+
+    fn positive<T: std::str::FromStr + PartialEq + From<u8>>(
+        &self,
+        key: &str,
+    ) -> Result<T, ConfigError> {
+        let n: T = self.number(key)?;
+        if n == T::from(0) {
+            return Err(ConfigError::new(key, "must be greater than 0"));
+        }
+        Ok(n)
     }
 
     fn url(&self, key: &str) -> Result<Url, ConfigError> {
@@ -278,6 +294,16 @@ impl RawSettings {
             notice_fields,
             http_timeout: Duration::from_secs(self.number("HTTP_TIMEOUT_SECS")?),
             worker_concurrency: concurrency,
+            mail_concurrency_per_recipient: self.positive("MAIL_CONCURRENCY_PER_RECIPIENT")?,
+            store: StoreOptions {
+                sqlite_max_pages: match self.number::<u32>("SQLITE_MAX_PAGES")? {
+                    0 => None,
+                    n => Some(n),
+                },
+                statement_timeout: Duration::from_secs(
+                    self.positive("DATABASE_STATEMENT_TIMEOUT_SECS")?,
+                ),
+            },
             worker_poll: Duration::from_millis(self.number("WORKER_POLL_MS")?),
             lease: Duration::from_secs(lease_secs),
             backoff_base: Duration::from_millis(self.number("BACKOFF_BASE_MS")?),
@@ -362,7 +388,7 @@ impl std::fmt::Debug for WebhookSecret {
 }
 
 /// Validated settings for `serve`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// Every accepted signing secret; more than one while a secret is rotated.
     pub webhook_secrets: Vec<WebhookSecret>,
@@ -382,8 +408,13 @@ pub struct Settings {
     pub notice_fields: Vec<String>,
     /// Per-request timeout for the Core API and the mail service.
     pub http_timeout: Duration,
-    /// How many events / notices one replica works on at once.
+    /// How many events / notices one replica works on at once (half each).
     pub worker_concurrency: usize,
+    /// In-flight mail calls one recipient may hold, so one whose calls hang cannot take
+    /// the notices' whole share.
+    pub mail_concurrency_per_recipient: usize,
+    /// How the store opens its database.
+    pub store: StoreOptions,
     /// How often the worker looks for due work when nothing woke it.
     pub worker_poll: Duration,
     /// How long claimed work stays claimed without renewal (crash recovery time).
@@ -395,6 +426,34 @@ pub struct Settings {
     /// Processed events and sent notices older than this are purged.
     pub retention: Duration,
     pub purge_interval: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    /// Secrets are redacted by their own types; the database URL may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("webhook_secrets", &self.webhook_secrets)
+            .field("gigs_api_url", &self.gigs_api_url.as_str())
+            .field("gigs_project", &self.gigs_project)
+            .field("mail_url", &self.mail_url.as_str())
+            .field("database_url", &redact_password(&self.database_url))
+            .field("listen_addr", &self.listen_addr)
+            .field("worker_concurrency", &self.worker_concurrency)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL with its password (if any) replaced, for logs and `Debug`.
+pub fn redact_password(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "<unparsable URL>".to_string(),
+    }
 }
 
 impl Settings {
@@ -513,6 +572,16 @@ mod tests {
     fn unknown_toml_key_is_rejected() {
         let err = base().merge_toml("mail_ulr = \"x\"").unwrap_err();
         assert_eq!(err.name, "mail_ulr");
+    }
+
+    #[test]
+    fn database_password_does_not_show_in_debug() {
+        let mut raw = base();
+        raw.set("DATABASE_URL", "postgres://app:hunter2secret@db:5432/gigs");
+        let s = raw.into_settings().unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("hunter2secret"), "{dbg}");
+        assert!(dbg.contains("db:5432"), "{dbg}");
     }
 
     #[test]

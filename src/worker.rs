@@ -21,6 +21,9 @@ use crate::mail::{MailClient, MailRequest};
 use crate::outbound::CallError;
 use crate::store::{now_ms, ClaimedEvent, ClaimedNotice, Completion, NewNotice, Queue, Store};
 
+mod inflight;
+use inflight::{InFlight, Shares};
+
 /// When to try again, and when to give up.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -67,28 +70,14 @@ struct Inner {
     mail: MailClient,
     policy: RetryPolicy,
     lease: Duration,
-    concurrency: usize,
+    shares: Shares,
     poll: Duration,
     notice_fields: Vec<String>,
     wake: Arc<Notify>,
     /// Identifies this worker's claims.
     token: String,
     /// Claimed items being worked on now: the only leases the renewer extends.
-    in_progress: std::sync::Mutex<std::collections::HashSet<(Queue, String)>>,
-}
-
-/// Removes an item from `in_progress` when its task ends, however it ends.
-struct InFlightGuard {
-    worker: Arc<Inner>,
-    key: (Queue, String),
-}
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.worker.in_progress.lock() {
-            set.remove(&self.key);
-        }
-    }
+    in_flight: InFlight,
 }
 
 /// How long in-flight work may run on after shutdown is asked for, before it is handed back.
@@ -113,48 +102,65 @@ impl Worker {
                     max_age: settings.max_age,
                 },
                 lease: settings.lease,
-                concurrency: settings.worker_concurrency.max(1),
+                shares: Shares::split(
+                    settings.worker_concurrency,
+                    settings.mail_concurrency_per_recipient,
+                ),
                 poll: settings.worker_poll,
                 notice_fields: settings.notice_fields.clone(),
                 wake,
                 token: format!("wkr_{}", uuid::Uuid::new_v4().simple()),
-                in_progress: Default::default(),
+                in_flight: InFlight::default(),
             }),
         }
     }
 
     /// Work until `shutdown` is cancelled, then hand back any claims.
     ///
-    /// A continuous pipeline rather than batch steps: whenever fewer than
-    /// `worker_concurrency` items are in flight, claim more (notices first, since they are
-    /// closest to done), so one slow call never holds up the rest.
+    /// A continuous pipeline rather than batch steps: whenever a share of the concurrency
+    /// has room, claim more. Events and notices have shares of their own, and a recipient
+    /// holds at most a few in-flight mail calls, so one slow call, kind or recipient never
+    /// holds up the rest.
     pub async fn run(self, shutdown: CancellationToken) {
         let me = &self.inner;
         tracing::info!(worker = %me.token, "worker started");
         let renewer = tokio::spawn(self.clone().renew_leases(shutdown.clone()));
         let mut in_flight = tokio::task::JoinSet::new();
         while !shutdown.is_cancelled() {
-            // Claim in batches (each claim is a write): when idle, or once a quarter of the
-            // slots are free, not every time one item finishes.
-            let free = me.concurrency.saturating_sub(in_flight.len());
             let mut claimed = 0;
-            if free > 0 && (in_flight.is_empty() || free >= (me.concurrency / 4).max(1)) {
-                match self.claim(free as i64).await {
+            if me.in_flight.worth_claiming(&me.shares) {
+                match self.claim().await {
                     Ok((events, notices)) => {
                         claimed = events.len() + notices.len();
+                        let mut over = Vec::new();
                         for n in notices {
-                            let (w, guard) = (self.clone(), self.track(Queue::Notices, &n.id));
+                            let Some(guard) = me.in_flight.notice(&n.id, &n.recipient, &me.shares)
+                            else {
+                                over.push(n.id);
+                                continue;
+                            };
+                            let w = self.clone();
                             in_flight.spawn(async move {
                                 w.send_notice(n).await;
                                 drop(guard);
                             });
                         }
                         for e in events {
-                            let (w, guard) = (self.clone(), self.track(Queue::Events, &e.id));
+                            let (w, guard) = (self.clone(), me.in_flight.event(&e.id));
                             in_flight.spawn(async move {
                                 w.process_event(e).await;
                                 drop(guard);
                             });
+                        }
+                        if !over.is_empty() {
+                            // Claimed beyond a recipient's share in one go: back at once,
+                            // uncounted; the next claim leaves that recipient out.
+                            claimed -= over.len();
+                            if let Err(e) =
+                                me.store.hand_back(Queue::Notices, &me.token, &over).await
+                            {
+                                tracing::warn!(error = %e, "could not hand back notices; their leases will expire");
+                            }
                         }
                     }
                     Err(e) => {
@@ -162,7 +168,7 @@ impl Worker {
                     }
                 }
             }
-            if claimed == 0 || in_flight.len() + (me.concurrency / 4).max(1) > me.concurrency {
+            if claimed == 0 || !me.in_flight.worth_claiming(&me.shares) {
                 tokio::select! {
                     Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                     _ = me.wake.notified() => {}
@@ -170,6 +176,8 @@ impl Worker {
                     _ = shutdown.cancelled() => {}
                 }
             }
+            // Reap what has finished, so the set does not grow with done tasks.
+            while in_flight.try_join_next().is_some() {}
         }
         // Let work in flight finish for a moment, then hand back whatever is left.
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -188,30 +196,16 @@ impl Worker {
         tracing::info!("worker stopped");
     }
 
-    /// Claim up to `limit` due items: notices first, then events.
+    /// Claim what the shares have room for.
     async fn claim(
         &self,
-        limit: i64,
     ) -> Result<(Vec<ClaimedEvent>, Vec<ClaimedNotice>), crate::store::StoreError> {
         let me = &self.inner;
         let now = now_ms();
+        let lease_until = now.saturating_add(me.lease.as_millis().min(i64::MAX as u128) as i64);
         me.store
-            .claim(&me.token, now, now + me.lease.as_millis() as i64, limit)
+            .claim(&me.token, now, lease_until, me.in_flight.wanted(&me.shares))
             .await
-    }
-
-    /// Note `id` as in progress until the returned guard is dropped (even if aborted).
-    fn track(&self, queue: Queue, id: &str) -> InFlightGuard {
-        let key = (queue, id.to_string());
-        self.inner
-            .in_progress
-            .lock()
-            .expect("in-progress lock")
-            .insert(key.clone());
-        InFlightGuard {
-            worker: self.inner.clone(),
-            key,
-        }
     }
 
     /// Keep the leases of work in progress alive.
@@ -224,14 +218,7 @@ impl Worker {
             }
             let until = now_ms() + me.lease.as_millis() as i64;
             for queue in [Queue::Events, Queue::Notices] {
-                let ids: Vec<String> = me
-                    .in_progress
-                    .lock()
-                    .expect("in-progress lock")
-                    .iter()
-                    .filter(|(q, _)| *q == queue)
-                    .map(|(_, id)| id.clone())
-                    .collect();
+                let ids = me.in_flight.ids(queue);
                 if ids.is_empty() {
                     continue;
                 }

@@ -3,16 +3,23 @@
 //! fsync; each caller still gets its answer only after the commit that holds its write.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, Connection as _};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::health::Health;
 use super::{NewEvent, NewNotice, StoreError};
 
 /// Largest batch per transaction; bounds how long one commit holds the write lock.
 const MAX_BATCH: usize = 512;
 
-type Reply = oneshot::Sender<Result<WriteOut, String>>;
+/// Longest one batch may take before its callers are answered with an error (503 at the
+/// ingress) and its connection is thrown away: a stuck query or a database that stopped
+/// answering must not stall the queue behind it.
+const BATCH_DEADLINE: Duration = Duration::from_secs(8);
+
+type Reply = oneshot::Sender<Result<WriteOut, StoreError>>;
 /// The receiving end, shared by the committing tasks.
 type Queue = Arc<Mutex<mpsc::Receiver<(WriteOp, Reply)>>>;
 
@@ -24,11 +31,15 @@ pub struct Batcher {
 
 impl Batcher {
     /// Start `writers` committing tasks (one for SQLite, which has one writer anyway).
-    pub fn start(pool: AnyPool, writers: usize, name: &'static str) -> Self {
+    pub fn start(pool: AnyPool, writers: usize, name: &'static str, health: Arc<Health>) -> Self {
         let (tx, rx) = mpsc::channel::<(WriteOp, Reply)>(4 * MAX_BATCH);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers.max(1) {
-            tokio::spawn(write_loop(pool.clone(), rx.clone(), name));
+            let writer = Writer {
+                pool: pool.clone(),
+                health: health.clone(),
+            };
+            tokio::spawn(write_loop(writer, rx.clone(), name));
         }
         Self { tx }
     }
@@ -40,14 +51,55 @@ impl Batcher {
             .send((op, reply))
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer
-            .await
-            .map_err(|_| StoreError::Closed)?
-            .map_err(StoreError::Batch)
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
-async fn write_loop(pool: AnyPool, rx: Queue, name: &'static str) {
+/// One committing task. After any failure its connection is closed, not returned to the
+/// pool, so the next batch gets a new one: a failed statement, COMMIT or ROLLBACK can leave
+/// the database holding a transaction the driver no longer tracks (SQLite after
+/// SQLITE_FULL, SQLITE_READONLY or an I/O error; PostgreSQL after a lost connection), and a
+/// batch run inside it would "commit" only a savepoint that never reaches the disk.
+struct Writer {
+    pool: AnyPool,
+    health: Arc<Health>,
+}
+
+impl Writer {
+    async fn run(&mut self, ops: &[WriteOp]) -> Result<Vec<WriteOut>, StoreError> {
+        // A replaced file is never written to, not even once more.
+        self.health.check_file()?;
+        let mut conn = match self.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.health.write_failed();
+                return Err(e.into());
+            }
+        };
+        let outcome = match tokio::time::timeout(BATCH_DEADLINE, commit(&mut conn, ops)).await {
+            Ok(Ok(outs)) => Ok(outs),
+            Ok(Err(e)) => Err(StoreError::Database(e)),
+            Err(_) => Err(StoreError::Timeout(BATCH_DEADLINE)),
+        };
+        // The commit is only worth an acknowledgement if it went to the file a restart
+        // opens: checked after the commit, before anyone is answered.
+        let outcome = outcome.and_then(|outs| {
+            self.health.check_file()?;
+            Ok(outs)
+        });
+        match &outcome {
+            Ok(_) => self.health.wrote(),
+            Err(_) => {
+                self.health.write_failed();
+                // Closing rolls back whatever the database still holds open.
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
+            }
+        }
+        outcome
+    }
+}
+
+async fn write_loop(mut writer: Writer, rx: Queue, name: &'static str) {
     let mut batch: Vec<(WriteOp, Reply)> = Vec::with_capacity(MAX_BATCH);
     let mut ops: Vec<WriteOp> = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -60,17 +112,17 @@ async fn write_loop(pool: AnyPool, rx: Queue, name: &'static str) {
         let (replies, taken): (Vec<_>, Vec<_>) = batch.drain(..).map(|(op, r)| (r, op)).unzip();
         ops.extend(taken);
         metrics::histogram!("gigs_notifier_batch_size", "batch" => name).record(ops.len() as f64);
-        match commit(&pool, &ops).await {
+        match writer.run(&ops).await {
             Ok(outs) => {
                 for (reply, out) in replies.into_iter().zip(outs) {
                     let _ = reply.send(Ok(out));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, batch = name, writes = ops.len(), "batched commit failed");
-                let msg = e.to_string();
+                tracing::error!(error = %e, batch = name, writes = ops.len(), "batched commit failed; every write in it is answered with an error");
+                let e = Arc::new(e);
                 for reply in replies {
-                    let _ = reply.send(Err(msg.clone()));
+                    let _ = reply.send(Err(StoreError::Batch(e.clone())));
                 }
             }
         }
@@ -80,11 +132,11 @@ async fn write_loop(pool: AnyPool, rx: Queue, name: &'static str) {
 
 /// Commit a batch; a deadlock or serialization failure (replicas writing the same ids at
 /// once on PostgreSQL) is retried, since the database rolled everything back.
-async fn commit(pool: &AnyPool, ops: &[WriteOp]) -> Result<Vec<WriteOut>, sqlx::Error> {
+async fn commit(conn: &mut AnyConnection, ops: &[WriteOp]) -> Result<Vec<WriteOut>, sqlx::Error> {
     let mut tries = 0;
     loop {
         let attempt = async {
-            let mut tx = pool.begin().await?;
+            let mut tx = conn.begin().await?;
             let outs = apply(&mut tx, ops).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(outs)
@@ -347,13 +399,18 @@ async fn apply_one(conn: &mut AnyConnection, op: &Claimed) -> Result<bool, sqlx:
     Ok(n > 0)
 }
 
-/// Claim due work for a worker: notices first (closest to done), then events.
+/// Claim due work for a worker. Events and notices are claimed up to limits of their own,
+/// so a backlog of one never takes the other's share of the worker.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     pub token: String,
     pub now: i64,
     pub lease_until: i64,
-    pub limit: i64,
+    pub events: i64,
+    pub notices: i64,
+    /// Recipients that already hold their share of in-flight mail calls: their notices are
+    /// left for later. Personal data: never logged.
+    pub busy_recipients: Vec<String>,
     pub backend: super::Backend,
 }
 
@@ -364,6 +421,8 @@ pub enum WriteOp {
     Insert(NewEvent),
     Complete(Claimed),
     Claim(ClaimRequest),
+    /// A readiness probe: a real committed write, so it fails where a delivery would.
+    Probe,
 }
 
 /// The answer to a [`WriteOp`], same variant order.
@@ -372,6 +431,7 @@ pub enum WriteOut {
     Inserted(InsertOutcome),
     Completed(bool),
     Claimed(Vec<super::ClaimedEvent>, Vec<super::ClaimedNotice>),
+    Probed,
 }
 
 /// Completions first (they free work), then the inbox inserts, then claims (which may
@@ -384,7 +444,17 @@ async fn apply(conn: &mut AnyConnection, ops: &[WriteOp]) -> Result<Vec<WriteOut
             WriteOp::Complete(c) => completes.push((i, c)),
             WriteOp::Insert(e) => inserts.push((i, e)),
             WriteOp::Claim(_) => {}
+            WriteOp::Probe => out[i] = Some(WriteOut::Probed),
         }
+    }
+    if ops.iter().any(|op| matches!(op, WriteOp::Probe)) {
+        sqlx::query(
+            "INSERT INTO readiness_probe (id, checked_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+        )
+        .bind(super::now_ms())
+        .execute(&mut *conn)
+        .await?;
     }
     let held = complete_many(conn, &completes.iter().map(|(_, c)| *c).collect::<Vec<_>>()).await?;
     for ((i, _), h) in completes.iter().zip(held) {

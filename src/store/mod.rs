@@ -13,7 +13,9 @@
 //! turn in order instead of sleeping in SQLite's busy handler.
 
 mod batch;
+pub mod health;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -21,6 +23,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use batch::{Batcher, ClaimRequest, Claimed, WriteOp, WriteOut};
 pub use batch::{Completion, InsertOutcome};
+use health::{Health, NotReady};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +41,42 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the store is shutting down")]
     Closed,
-    #[error("database error: {0}")]
-    Batch(String),
+    #[error("the database did not finish a write within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    NotReady(#[from] NotReady),
+    /// The shared failure of a group-committed batch, handed to each write in it.
+    #[error(transparent)]
+    Batch(Arc<StoreError>),
+}
+
+impl StoreError {
+    /// The error behind a shared batch failure.
+    pub fn root(&self) -> &StoreError {
+        match self {
+            Self::Batch(e) => e.root(),
+            other => other,
+        }
+    }
+}
+
+/// How the store opens its database, beyond the URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// SQLite `PRAGMA max_page_count`: caps the file's size (pages of 4 KiB). `None` leaves
+    /// SQLite's own limit.
+    pub sqlite_max_pages: Option<u32>,
+    /// PostgreSQL `statement_timeout`: one stuck statement cannot hold the write queue.
+    pub statement_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            sqlite_max_pages: None,
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The two queues. Both have the same state machine.
@@ -81,7 +118,7 @@ impl std::fmt::Debug for NewEvent {
 }
 
 /// A claimed event.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClaimedEvent {
     pub id: String,
     pub event_type: String,
@@ -93,7 +130,7 @@ pub struct ClaimedEvent {
 }
 
 /// A notice to store, rendered.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewNotice {
     /// Stable id, also the mail `Idempotency-Key`.
     pub id: String,
@@ -104,7 +141,7 @@ pub struct NewNotice {
 }
 
 /// A claimed notice.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClaimedNotice {
     pub id: String,
     pub event_id: String,
@@ -116,6 +153,46 @@ pub struct ClaimedNotice {
     pub created_at: i64,
     pub event_received_at: i64,
     pub attempts_since: i64,
+}
+
+// Rows that hold a recipient or a payload show only ids in `Debug`, so no `{:?}` in a log
+// line or a panic message can carry personal data.
+impl std::fmt::Debug for ClaimedEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedEvent")
+            .field("id", &self.id)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for NewNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewNotice")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ClaimedNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedNotice")
+            .field("id", &self.id)
+            .field("event_id", &self.event_id)
+            .field("kind", &self.kind)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How much work a claim may take.
+#[derive(Clone, Default)]
+pub struct Wanted {
+    pub events: i64,
+    pub notices: i64,
+    /// Recipients whose notices are left for later (they hold their share of mail calls).
+    pub busy_recipients: Vec<String>,
 }
 
 /// A dead-lettered row, for operators.
@@ -142,6 +219,8 @@ pub struct Store {
     backend: Backend,
     /// Group-committed writes of the hot paths (deliveries, claims, completions).
     writes: Batcher,
+    /// Whether writes can commit now (readiness).
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Store {
@@ -152,7 +231,28 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn claim_sql(backend: Backend, queue: Queue, columns: &str) -> String {
+/// The file behind a `sqlite:` URL (`sqlite://PATH?…`, `sqlite:PATH`).
+fn sqlite_path(url: &str) -> std::path::PathBuf {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest))
+}
+
+/// `url` with `mode=…` set, unless the operator set one.
+fn with_mode(url: &str, mode: &str) -> String {
+    if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode={mode}")
+    } else {
+        format!("{url}?mode={mode}")
+    }
+}
+
+/// `extra` is appended to the due-row filter (the recipient exclusion for notices).
+fn claim_sql(backend: Backend, queue: Queue, columns: &str, extra: &str) -> String {
     let lock = match backend {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
@@ -161,29 +261,40 @@ fn claim_sql(backend: Backend, queue: Queue, columns: &str) -> String {
     format!(
         "UPDATE {table} SET lease_until = $1, claim_token = $2, attempts = attempts + 1 \
          WHERE id IN (SELECT id FROM {table} WHERE state = 'pending' AND next_attempt_at <= $3 \
-         AND lease_until <= $3 ORDER BY next_attempt_at LIMIT $4{lock}) \
+         AND lease_until <= $3{extra} ORDER BY next_attempt_at LIMIT $4{lock}) \
          RETURNING {columns}"
     )
 }
 
-/// Claim up to `limit` due rows of `queue` inside the batch transaction `conn`.
+/// Claim up to `limit` due rows of `queue` inside the batch transaction `conn`, skipping
+/// notices to `busy` recipients.
 async fn claim_rows(
     conn: &mut sqlx::AnyConnection,
     req: &ClaimRequest,
     queue: Queue,
     columns: &str,
     limit: i64,
+    busy: &[String],
 ) -> Result<Vec<AnyRow>, sqlx::Error> {
-    sqlx::query(&claim_sql(req.backend, queue, columns))
+    let extra = if busy.is_empty() {
+        String::new()
+    } else {
+        format!(" AND recipient NOT IN ({})", param_list(5, busy.len()))
+    };
+    let sql = claim_sql(req.backend, queue, columns, &extra);
+    let mut q = sqlx::query(&sql)
         .bind(req.lease_until)
         .bind(&req.token)
         .bind(req.now)
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await
+        .bind(limit);
+    for r in busy {
+        q = q.bind(r);
+    }
+    q.fetch_all(&mut *conn).await
 }
 
-/// Run a claim inside the batch transaction `conn`: notices first, then events.
+/// Run a claim inside the batch transaction `conn`: notices and events, each up to its own
+/// limit.
 async fn claim_in(
     conn: &mut sqlx::AnyConnection,
     req: &ClaimRequest,
@@ -191,11 +302,19 @@ async fn claim_in(
     const NOTICE_COLUMNS: &str = "id, event_id, kind, recipient, subject, content, attempts, \
                                   created_at, event_received_at, attempts_since";
     const EVENT_COLUMNS: &str = "id, event_type, payload, attempts, received_at, attempts_since";
-    let notices = claim_rows(conn, req, Queue::Notices, NOTICE_COLUMNS, req.limit)
+    let mut notices = Vec::new();
+    if req.notices > 0 {
+        for r in claim_rows(
+            conn,
+            req,
+            Queue::Notices,
+            NOTICE_COLUMNS,
+            req.notices,
+            &req.busy_recipients,
+        )
         .await?
-        .iter()
-        .map(|r| {
-            Ok(ClaimedNotice {
+        {
+            notices.push(ClaimedNotice {
                 id: r.try_get("id")?,
                 event_id: r.try_get("event_id")?,
                 kind: r.try_get("kind")?,
@@ -206,27 +325,22 @@ async fn claim_in(
                 created_at: r.try_get("created_at")?,
                 event_received_at: r.try_get("event_received_at")?,
                 attempts_since: r.try_get("attempts_since")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let left = req.limit - notices.len() as i64;
-    if left <= 0 {
-        return Ok((Vec::new(), notices));
+            });
+        }
     }
-    let events = claim_rows(conn, req, Queue::Events, EVENT_COLUMNS, left)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ClaimedEvent {
+    let mut events = Vec::new();
+    if req.events > 0 {
+        for r in claim_rows(conn, req, Queue::Events, EVENT_COLUMNS, req.events, &[]).await? {
+            events.push(ClaimedEvent {
                 id: r.try_get("id")?,
                 event_type: r.try_get("event_type")?,
                 payload: r.try_get("payload")?,
                 attempts: r.try_get("attempts")?,
                 received_at: r.try_get("received_at")?,
                 attempts_since: r.try_get("attempts_since")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            });
+        }
+    }
     Ok((events, notices))
 }
 
@@ -260,21 +374,23 @@ pub fn now_ms() -> i64 {
 }
 
 impl Store {
+    /// Connect with the default options.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
     /// Connect, apply migrations (PostgreSQL: under sqlx's advisory lock, so replicas
     /// starting together do not race), and start the group-commit write queue.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    ///
+    /// SQLite: the file is created (and migrated) first; the pools then open it with
+    /// `mode=rw`, so a file removed under the running service is never silently created
+    /// again, empty, by a reconnecting writer.
+    pub async fn connect_with(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let (backend, url) = if url.starts_with("sqlite:") {
-            let url = if url.contains("mode=") {
-                url.to_string()
-            } else if url.contains('?') {
-                format!("{url}&mode=rwc")
-            } else {
-                format!("{url}?mode=rwc")
-            };
-            (Backend::Sqlite, url)
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
         } else {
-            (Backend::Postgres, url.to_string())
+            Backend::Postgres
         };
         let options = || {
             AnyPoolOptions::new()
@@ -283,46 +399,119 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(3))
                 .min_connections(0)
         };
-        let (pool, write) = match backend {
+        let (pool, write, health) = match backend {
             Backend::Sqlite => {
+                let pragmas = format!(
+                    // WAL lets readers run beside the writer; synchronous=FULL keeps every
+                    // acknowledged commit on disk (no durability traded away).
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;{}",
+                    opts.sqlite_max_pages
+                        .map(|n| format!(" PRAGMA max_page_count={n};"))
+                        .unwrap_or_default()
+                );
                 let sqlite = |max| {
+                    let pragmas = pragmas.clone();
                     // A local file cannot drop like a network link: skip the ping sqlx
                     // sends before every acquire (a round trip to SQLite's thread each).
-                    options().max_connections(max).test_before_acquire(false).after_connect(|conn, _| {
+                    options()
+                        .max_connections(max)
+                        .test_before_acquire(false)
+                        .after_connect(move |conn, _| {
+                            let pragmas = pragmas.clone();
+                            Box::pin(async move {
+                                conn.execute(pragmas.as_str()).await?;
+                                Ok(())
+                            })
+                        })
+                };
+                let create = sqlite(1).connect(&with_mode(url, "rwc")).await?;
+                sqlx::migrate!("./migrations/sqlite").run(&create).await?;
+                create.close().await;
+                let url = with_mode(url, "rw");
+                let write = sqlite(1).connect(&url).await?;
+                let health = Health::for_file(&sqlite_path(&url)).map_err(sqlx::Error::Io)?;
+                (sqlite(4).connect(&url).await?, write, health)
+            }
+            Backend::Postgres => {
+                let timeout_ms = opts.statement_timeout.as_millis().min(i32::MAX as u128);
+                let pool = options()
+                    .max_connections(16)
+                    .after_connect(move |conn, _| {
                         Box::pin(async move {
-                            // WAL lets readers run beside the writer; synchronous=FULL keeps
-                            // every acknowledged commit on disk (no durability traded away).
-                            conn.execute(
-                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;",
-                            )
-                            .await?;
+                            let set = format!("SET statement_timeout = {timeout_ms}");
+                            conn.execute(set.as_str()).await?;
                             Ok(())
                         })
                     })
-                };
-                let write = sqlite(1).connect(&url).await?;
-                (sqlite(4).connect(&url).await?, write)
-            }
-            Backend::Postgres => {
-                let pool = options().max_connections(16).connect(&url).await?;
-                (pool.clone(), pool)
+                    .connect(url)
+                    .await?;
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+                (pool.clone(), pool, Health::without_file())
             }
         };
-        let migrator = match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
-        };
-        migrator.run(&write).await?;
+        let health = Arc::new(health);
         let writers = match backend {
             Backend::Sqlite => 1,
             Backend::Postgres => 4,
         };
         Ok(Self {
-            writes: Batcher::start(write.clone(), writers, "writes"),
+            writes: Batcher::start(write.clone(), writers, "writes", health.clone()),
             pool,
             write,
             backend,
+            health,
         })
+    }
+
+    /// Whether a delivery could be stored now: the database file is still the one opened,
+    /// there is room to grow, and a probe write (a real commit through the same queue as
+    /// deliveries) succeeds.
+    pub async fn readiness(&self) -> Result<(), NotReady> {
+        self.health.check_file()?;
+        if let Some(dir) = self.health.directory() {
+            let free = health::free_bytes(dir).unwrap_or(u64::MAX);
+            if free < health::MIN_FREE_BYTES {
+                return Err(NotReady::Full(format!(
+                    "{free} bytes free on its file system"
+                )));
+            }
+            self.page_headroom().await?;
+        }
+        match self.writes.write(WriteOp::Probe).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match e.root() {
+                StoreError::NotReady(e) => e.clone(),
+                _ if self.health.is_failing() => NotReady::WritesFailing,
+                _ => NotReady::Unreachable,
+            }),
+        }
+    }
+
+    /// SQLite: fails when fewer than [`health::MIN_FREE_BYTES`] (or a sixteenth of a
+    /// smaller cap) remain under `max_page_count`; free pages inside the file count as room.
+    async fn page_headroom(&self) -> Result<(), NotReady> {
+        let row = sqlx::query(
+            "SELECT (SELECT max_page_count FROM pragma_max_page_count()) AS max_pages, \
+             (SELECT page_count FROM pragma_page_count()) AS pages, \
+             (SELECT freelist_count FROM pragma_freelist_count()) AS free_pages, \
+             (SELECT page_size FROM pragma_page_size()) AS page_size",
+        )
+        .fetch_one(&self.write)
+        .await
+        .map_err(|_| NotReady::Unreachable)?;
+        let get = |name: &str| row.try_get::<i64, _>(name).unwrap_or(0).max(0) as u64;
+        let room = get("max_pages")
+            .saturating_sub(get("pages"))
+            .saturating_add(get("free_pages"))
+            .saturating_mul(get("page_size"));
+        // A small cap (tests, tiny devices) asks for a sixteenth of itself, not a full MiB.
+        let cap = get("max_pages").saturating_mul(get("page_size"));
+        if room < health::MIN_FREE_BYTES.min(cap / 16) {
+            return Err(NotReady::Full(format!(
+                "{room} bytes left under max_page_count"
+            )));
+        }
+        Ok(())
     }
 
     /// Store a verified event; returns once it is committed (or found already stored).
@@ -333,26 +522,21 @@ impl Store {
         }
     }
 
-    /// Whether the database answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Claim up to `limit` due items (notices first, then events) under `token` until
-    /// `lease_until`.
+    /// Claim due items under `token` until `lease_until`, as many as `wanted` says.
     pub async fn claim(
         &self,
         token: &str,
         now: i64,
         lease_until: i64,
-        limit: i64,
+        wanted: Wanted,
     ) -> Result<(Vec<ClaimedEvent>, Vec<ClaimedNotice>), StoreError> {
         let op = WriteOp::Claim(ClaimRequest {
             token: token.to_string(),
             now,
             lease_until,
-            limit,
+            events: wanted.events,
+            notices: wanted.notices,
+            busy_recipients: wanted.busy_recipients,
             backend: self.backend,
         });
         match self.writes.write(op).await? {
@@ -393,6 +577,31 @@ impl Store {
                 param_list(3, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(lease_until).bind(token);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            total += q.execute(&self.write).await?.rows_affected();
+        }
+        Ok(total)
+    }
+
+    /// Hand back some claimed rows of `queue` untouched (claimed beyond a recipient's
+    /// share): due again at once, the claim not counted as an attempt.
+    pub async fn hand_back(
+        &self,
+        queue: Queue,
+        token: &str,
+        ids: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for chunk in ids.chunks(256) {
+            let sql = format!(
+                "UPDATE {} SET lease_until = 0, claim_token = NULL, attempts = CASE WHEN attempts > 0 \
+                 THEN attempts - 1 ELSE 0 END WHERE claim_token = $1 AND state = 'pending' AND id IN ({})",
+                queue.table(),
+                param_list(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(token);
             for id in chunk {
                 q = q.bind(id);
             }

@@ -194,15 +194,20 @@ fn count(event_type: &'static str, outcome: &'static str) {
         .increment(1);
 }
 
+/// Ready only while a delivery could be stored: see [`Store::readiness`].
 async fn ready(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => Json(json!({ "status": "ready" })).into_response(),
-        _ => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the event store cannot be reached",
-        ),
-    }
+    let not_ready =
+        match tokio::time::timeout(Duration::from_secs(2), state.store.readiness()).await {
+            Ok(Ok(())) => return Json(json!({ "status": "ready" })).into_response(),
+            Ok(Err(e)) => e,
+            Err(_) => crate::store::health::NotReady::Unreachable,
+        };
+    tracing::warn!(reason = not_ready.code(), "not ready");
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        not_ready.code(),
+        &not_ready.to_string(),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -1,0 +1,209 @@
+//! Real storage faults under a running service: the database reaching its size cap, and the
+//! database file removed or replaced. The one promise: no 2xx for an event that a restart
+//! would not find stored.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::StreamExt;
+use serde_json::Value;
+use sqlx::Connection;
+
+/// The file behind a test database URL.
+fn db_path(app: &TestApp) -> std::path::PathBuf {
+    let url = &app.db.as_ref().unwrap().url;
+    std::path::PathBuf::from(url.strip_prefix("sqlite://").unwrap())
+}
+
+/// Ids stored in the events table of the file at `path`, read by a fresh connection (what a
+/// restart would see).
+async fn stored_ids(path: &std::path::Path) -> HashSet<String> {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM events")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    ids.into_iter().collect()
+}
+
+/// An event of about 6 KiB (a large, personal-looking field pads it), with its own id.
+fn padded_event(i: usize) -> (String, String) {
+    let id = format!("evt_fault{i:06}");
+    let mut v: Value = serde_json::from_str(&fixture("subscription.created.json")).unwrap();
+    v["id"] = Value::String(id.clone());
+    v["data"]["notes"] = Value::String(format!("{i:x}").repeat(1500));
+    (id, v.to_string())
+}
+
+/// Deliver `range` with 8 in flight; returns (id, status) for each.
+async fn deliver_all(app: &TestApp, range: std::ops::Range<usize>) -> Vec<(String, u16)> {
+    futures::stream::iter(range.map(padded_event))
+        .map(|(id, body)| async move { (id, app.deliver(&body).await.0) })
+        .buffer_unordered(8)
+        .collect()
+        .await
+}
+
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    let r = app.get("/readyz").await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_database_never_acknowledges_what_it_did_not_store() {
+    // 1 MiB cap: room for about 120 of these events and their notices.
+    let app = spawn_app_with(Backend::Sqlite, |raw| {
+        raw.set("SQLITE_MAX_PAGES", "256");
+    })
+    .await;
+    mail_accepts(&app.mail).await;
+    let path = db_path(&app);
+
+    let answers = deliver_all(&app, 0..400).await;
+
+    let acked: HashSet<String> = answers
+        .iter()
+        .filter(|(_, s)| (200..300).contains(s))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let refused = answers.iter().filter(|(_, s)| *s == 503).count();
+    assert_eq!(
+        acked.len() + refused,
+        400,
+        "every delivery is either stored (2xx) or refused with 503: {:?}",
+        answers
+            .iter()
+            .filter(|(_, s)| *s != 503 && !(200..300).contains(s))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        refused > 0,
+        "the cap was never reached; the test proves nothing"
+    );
+    assert!(!acked.is_empty());
+    let (status, body) = readyz(&app).await;
+    assert_eq!(
+        status, 503,
+        "readiness must fail while the store is full: {body}"
+    );
+
+    // Deliveries keep failing the same way while it is full: never a 2xx that is not stored.
+    let more = deliver_all(&app, 400..440).await;
+    for (id, status) in &more {
+        assert!(
+            *status == 503 || (200..300).contains(status),
+            "{id}: {status}"
+        );
+    }
+    let acked: HashSet<String> = acked
+        .into_iter()
+        .chain(
+            more.iter()
+                .filter(|(_, s)| (200..300).contains(s))
+                .map(|(i, _)| i.clone()),
+        )
+        .collect();
+    let stored = stored_ids(&path).await;
+    let lost: Vec<_> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+
+    // Space comes back (an operator deletes old rows): the service recovers by itself.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM notices")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM events")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = readyz(&app).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness did not come back: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = deliver_all(&app, 1000..1010).await;
+    assert!(again.iter().all(|(_, s)| *s == 202), "{again:?}");
+
+    // After a restart, everything acknowledged since the space came back is there.
+    let (_, _, db) = app.stop().await;
+    let stored = stored_ids(&path).await;
+    for (id, _) in &again {
+        assert!(
+            stored.contains(id),
+            "{id} acknowledged but missing after restart"
+        );
+    }
+    drop(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_database_file_gets_503_and_fails_readiness() {
+    let app = spawn_app(Backend::Sqlite).await;
+    mail_accepts(&app.mail).await;
+    let path = db_path(&app);
+    let (status, _) = app.deliver(&padded_event(1).1).await;
+    assert_eq!(status, 202);
+
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let after = deliver_all(&app, 2..12).await;
+
+    assert!(
+        after.iter().all(|(_, s)| *s == 503),
+        "deliveries after the file was removed must get 503: {after:?}"
+    );
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"], "database_file_replaced", "{body}");
+    // Nothing was created in its place behind the operator's back.
+    assert!(!path.exists(), "a new empty database file appeared");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_database_file_gets_503_and_nothing_is_acknowledged_into_the_old_one() {
+    let app = spawn_app(Backend::Sqlite).await;
+    mail_accepts(&app.mail).await;
+    let path = db_path(&app);
+    assert_eq!(app.deliver(&padded_event(1).1).await.0, 202);
+
+    // Replace the file with a copy (a restore, or another instance's file): a new inode.
+    let copy = path.with_extension("copy");
+    std::fs::copy(&path, &copy).unwrap();
+    std::fs::rename(&copy, &path).unwrap();
+    let after = deliver_all(&app, 2..12).await;
+
+    let stored = stored_ids(&path).await;
+    for (id, status) in &after {
+        assert!(
+            *status == 503 || stored.contains(id),
+            "{id} got {status} but is not in the file a restart opens"
+        );
+    }
+    assert!(after.iter().all(|(_, s)| *s == 503), "{after:?}");
+    let (status, body) = readyz(&app).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("database_file_replaced"))
+    );
+    app.stop().await;
+}
