@@ -78,10 +78,10 @@ impl GigsClient {
         match result {
             Err(e) => Err(from_transport(what, &e)),
             Ok(resp) if resp.status().is_success() => {
-                resp.json::<T>().await.map_err(|_| CallError::Retryable {
-                    reason: format!("{what} sent an unreadable answer"),
-                    retry_after: None,
-                })
+                // A 2xx we cannot decode would decode no better in three days of retries.
+                resp.json::<T>()
+                    .await
+                    .map_err(|_| CallError::permanent(format!("{what} sent an unreadable answer")))
             }
             Ok(resp) => Err(from_status(what, &resp)),
         }
