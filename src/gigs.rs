@@ -6,7 +6,7 @@ use url::Url;
 
 use crate::domain::{SubscriptionId, UserId};
 use crate::event::UserRef;
-use crate::outbound::{from_status, from_transport, CallError};
+use crate::outbound::{from_status, from_transport, read_bounded, CallError, MAX_RESPONSE_BYTES};
 
 /// Calls `GET /projects/{project}/subscriptions…` with a bearer token.
 #[derive(Clone)]
@@ -78,9 +78,9 @@ impl GigsClient {
         match result {
             Err(e) => Err(from_transport(what, &e)),
             Ok(resp) if resp.status().is_success() => {
+                let body = read_bounded(what, resp, MAX_RESPONSE_BYTES).await?;
                 // A 2xx we cannot decode would decode no better in three days of retries.
-                resp.json::<T>()
-                    .await
+                serde_json::from_slice(&body)
                     .map_err(|_| CallError::permanent(format!("{what} sent an unreadable answer")))
             }
             Ok(resp) => Err(from_status(what, &resp)),

@@ -1,5 +1,6 @@
 //! Black-box tests of what comes from outside and must not break the service: the Core
-//! API's `Retry-After` and unreadable answers, and webhook timestamps far from now.
+//! API's `Retry-After` and answers (unreadable, oversized), the mail service's answer, and
+//! webhook timestamps far from now.
 
 mod common;
 
@@ -79,6 +80,36 @@ async fn core_api_undecodable_answer_dead_letters_the_event(b: Backend) {
     .await
 }
 
+async fn core_api_answer_over_1_mib_dead_letters_the_event(b: Backend) {
+    let mut body = serde_json::to_vec(&subscription_body("usr_owner", OWNER_EMAIL)).unwrap();
+    body.truncate(body.len() - 1);
+    body.extend_from_slice(br#","padding":""#);
+    body.resize(8 * 1024 * 1024, b'x');
+    body.extend_from_slice(br#""}"#);
+    core_api_2xx_dead_letters_at_once(
+        b,
+        ResponseTemplate::new(200).set_body_raw(body, "application/json"),
+        "Core API GET subscription sent an answer larger than 1 MiB",
+    )
+    .await
+}
+
+async fn mail_accepted_with_a_huge_answer_is_sent_once(b: Backend) {
+    let app = spawn_app(b).await;
+    gigs_knows_everyone(&app.gigs).await;
+    Mock::given(method("POST"))
+        .and(path("/mail/send"))
+        .respond_with(ResponseTemplate::new(202).set_body_bytes(vec![b'x'; 8 * 1024 * 1024]))
+        .mount(&app.mail)
+        .await;
+
+    app.deliver(&fixture("subscription.activated.json")).await;
+    app.wait_idle().await;
+
+    assert_eq!(app.count("notices", "sent").await, 1);
+    assert_eq!(app.mails().await.len(), 1);
+}
+
 /// Headers for `body` carrying `ts` exactly as given, correctly signed over that text.
 fn signed_at(app: &TestApp, id: &str, ts: &str, body: &[u8]) -> Vec<(&'static str, String)> {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(app.secret.key()).unwrap();
@@ -127,5 +158,7 @@ async fn timestamps_that_overflow_are_refused_as_out_of_tolerance(b: Backend) {
 both_backends!(
     retry_after_u64_max_waits_instead_of_hammering_or_dead_lettering,
     core_api_undecodable_answer_dead_letters_the_event,
+    core_api_answer_over_1_mib_dead_letters_the_event,
+    mail_accepted_with_a_huge_answer_is_sent_once,
     timestamps_that_overflow_are_refused_as_out_of_tolerance,
 );
