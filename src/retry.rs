@@ -1,15 +1,19 @@
 //! When to try again and when to give up: exponential backoff, a server's `Retry-After`,
-//! and the age limit.
+//! the age limit, and a panicking attempt counted as a failed one.
 //!
 //! Every number that reaches the schedule may come from outside (a `Retry-After` of
 //! `u64::MAX` seconds, a date years ahead, an odd setting), so the schedule is computed with
 //! saturating arithmetic: an outside number can make a wait long, never wrap it into "due
 //! now", and never make a wait longer than the backoff cap.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime};
 
+use futures::FutureExt;
+
 use crate::outbound::CallError;
-use crate::store::{ClaimedEvent, ClaimedNotice, Completion, Queue};
+use crate::store::{now_ms, ClaimedEvent, ClaimedNotice, Completion, Queue};
 
 /// When to try again, and when to give up.
 #[derive(Debug, Clone)]
@@ -110,6 +114,39 @@ fn dead(item: &Attempt, error: String) -> Completion {
         id: item.id.clone(),
         error,
     }
+}
+
+/// Run the processing of one claimed item. If it panics, the completion that counts the
+/// panic as a failed attempt (retry with backoff, or a dead letter by age), so the item is
+/// neither lost nor reclaimed every lease forever without a trace.
+///
+/// The panic's message is not logged: it may quote personal data. The default panic hook
+/// still reports where it happened.
+pub async fn guarded(
+    work: impl Future<Output = ()>,
+    item: &Attempt,
+    policy: &RetryPolicy,
+) -> Option<Completion> {
+    if AssertUnwindSafe(work).catch_unwind().await.is_ok() {
+        return None;
+    }
+    match item.queue {
+        Queue::Events => tracing::error!(
+            event_id = %item.id,
+            attempt = item.attempts,
+            "processing panicked; counted as a failed attempt"
+        ),
+        Queue::Notices => tracing::error!(
+            notice_id = %item.id,
+            attempt = item.attempts,
+            "processing panicked; counted as a failed attempt"
+        ),
+    }
+    let error = CallError::Retryable {
+        reason: "processing panicked".to_string(),
+        retry_after: None,
+    };
+    Some(policy.after_failure(item, &error, now_ms()))
 }
 
 /// A server's `Retry-After` header as a wait, if it sent one.
@@ -308,5 +345,45 @@ mod tests {
         // Permanent errors are dead at once, whatever the age.
         let c = p.after_failure(&item(now), &CallError::permanent("x answered 404"), now);
         assert!(matches!(c, Completion::Dead { ref error, .. } if error == "x answered 404"));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_attempt_is_a_failed_attempt() {
+        let p = policy();
+        let quiet = async {};
+        assert!(guarded(quiet, &item(now_ms()), &p).await.is_none());
+
+        let panicking = async {
+            let values: Vec<u8> = Vec::new();
+            let _ = values[std::hint::black_box(3)];
+        };
+        let before = now_ms();
+        let fresh = Attempt {
+            queue: Queue::Notices,
+            ..item(before)
+        };
+        match guarded(panicking, &fresh, &p).await {
+            Some(Completion::Retry {
+                queue,
+                id,
+                next_attempt_at,
+                error,
+            }) => {
+                assert_eq!((queue, id.as_str()), (Queue::Notices, "evt_1"));
+                assert_eq!(error, "processing panicked");
+                // Backoff for the third attempt: 2 to 4 s from now.
+                assert!(next_attempt_at >= before + 2_000, "{next_attempt_at}");
+                assert!(next_attempt_at <= now_ms() + 4_000, "{next_attempt_at}");
+            }
+            other => panic!("expected a retry, got {other:?}"),
+        }
+
+        let old = item(before - millis(p.max_age) - 1);
+        match guarded(async { panic!("boom") }, &old, &p).await {
+            Some(Completion::Dead { error, .. }) => {
+                assert_eq!(error, "gave up after 3 attempts: processing panicked")
+            }
+            other => panic!("expected a dead letter, got {other:?}"),
+        }
     }
 }

@@ -119,14 +119,14 @@ impl Worker {
                         for n in notices {
                             let (w, guard) = (self.clone(), self.track(Queue::Notices, &n.id));
                             in_flight.spawn(async move {
-                                w.send_notice(n).await;
+                                w.guarded(Attempt::from(&n), w.send_notice(n)).await;
                                 drop(guard);
                             });
                         }
                         for e in events {
                             let (w, guard) = (self.clone(), self.track(Queue::Events, &e.id));
                             in_flight.spawn(async move {
-                                w.process_event(e).await;
+                                w.guarded(Attempt::from(&e), w.process_event(e)).await;
                                 drop(guard);
                             });
                         }
@@ -347,6 +347,13 @@ impl Worker {
                 }
             },
             Err(e) => self.failed(Attempt::from(&n), &e).await,
+        }
+    }
+
+    /// Run one item's processing; a panic in it is recorded as a failed attempt.
+    async fn guarded(&self, item: Attempt, work: impl std::future::Future<Output = ()>) {
+        if let Some(failure) = crate::retry::guarded(work, &item, &self.inner.policy).await {
+            self.settle(failure).await
         }
     }
 
