@@ -173,6 +173,17 @@ impl RawSettings {
         Ok(n)
     }
 
+    /// A number of days as a duration; too many to count in seconds is an error, not a wrap.
+    fn days(&self, key: &str) -> Result<Duration, ConfigError> {
+        const DAY: u64 = 86_400;
+        self.number::<u64>(key)?
+            .checked_mul(DAY)
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                ConfigError::new(key, format!("must be at most {} days", u64::MAX / DAY))
+            })
+    }
+
     fn url(&self, key: &str) -> Result<Url, ConfigError> {
         let text = self.required(key)?;
         parse_http_url(text).map_err(|p| ConfigError::new(key, p))
@@ -309,7 +320,7 @@ impl RawSettings {
             backoff_base: Duration::from_millis(self.number("BACKOFF_BASE_MS")?),
             backoff_cap: Duration::from_secs(self.number("BACKOFF_CAP_SECS")?),
             max_age: Duration::from_secs(self.number("MAX_AGE_SECS")?),
-            retention: Duration::from_secs(self.number::<u64>("RETENTION_DAYS")? * 86_400),
+            retention: self.days("RETENTION_DAYS")?,
             purge_interval: Duration::from_secs(self.number("PURGE_INTERVAL_SECS")?),
         })
     }
@@ -527,6 +538,26 @@ mod tests {
                 assert!(!err.to_string().contains(value), "secret echoed: {err}");
             }
         }
+    }
+
+    #[test]
+    fn settings_too_large_to_multiply_are_refused_not_wrapped() {
+        let most = u64::MAX / 86_400;
+        let mut raw = base();
+        raw.set("RETENTION_DAYS", most.to_string());
+        let s = raw.into_settings().unwrap();
+        assert_eq!(s.retention, Duration::from_secs(most * 86_400));
+        for days in [most + 1, u64::MAX / 1000, u64::MAX] {
+            let mut raw = base();
+            raw.set("RETENTION_DAYS", days.to_string());
+            let err = raw.into_settings().unwrap_err();
+            assert_eq!(err.name, "RETENTION_DAYS", "{days}");
+            assert!(err.problem.contains("at most"), "{err}");
+        }
+        // Too large for the number type at all: still named, still no panic.
+        let mut raw = base();
+        raw.set("RETENTION_DAYS", "184467440737095516150");
+        assert_eq!(raw.into_settings().unwrap_err().name, "RETENTION_DAYS");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use url::Url;
 
 use crate::domain::{SubscriptionId, UserId};
 use crate::event::UserRef;
-use crate::outbound::{from_status, from_transport, CallError};
+use crate::outbound::{from_status, from_transport, read_bounded, CallError, MAX_RESPONSE_BYTES};
 
 /// Calls `GET /projects/{project}/subscriptions…` with a bearer token.
 #[derive(Clone)]
@@ -78,10 +78,10 @@ impl GigsClient {
         match result {
             Err(e) => Err(from_transport(what, &e)),
             Ok(resp) if resp.status().is_success() => {
-                resp.json::<T>().await.map_err(|_| CallError::Retryable {
-                    reason: format!("{what} sent an unreadable answer"),
-                    retry_after: None,
-                })
+                let body = read_bounded(what, resp, MAX_RESPONSE_BYTES).await?;
+                // A 2xx we cannot decode would decode no better in three days of retries.
+                serde_json::from_slice(&body)
+                    .map_err(|_| CallError::permanent(format!("{what} sent an unreadable answer")))
             }
             Ok(resp) => Err(from_status(what, &resp)),
         }

@@ -4,7 +4,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use url::Url;
 
-use crate::outbound::{from_status, from_transport, CallError};
+use crate::outbound::{from_status, from_transport, read_bounded, CallError, MAX_RESPONSE_BYTES};
 
 #[derive(Clone)]
 pub struct MailClient {
@@ -58,7 +58,13 @@ impl MailClient {
         );
         match result {
             Err(e) => Err(from_transport(WHAT, &e)),
-            Ok(resp) if resp.status().is_success() => Ok(()),
+            Ok(resp) if resp.status().is_success() => {
+                // Sent, whatever the answer says; it is read (bounded) for what it may carry.
+                if let Err(e) = read_bounded(WHAT, resp, MAX_RESPONSE_BYTES).await {
+                    tracing::warn!(error = %e, "mail service accepted the notice; its answer was not read");
+                }
+                Ok(())
+            }
             Ok(resp) => Err(from_status(WHAT, &resp)),
         }
     }

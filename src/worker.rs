@@ -19,37 +19,11 @@ use crate::gigs::GigsClient;
 use crate::handlers::{self, Context};
 use crate::mail::{MailClient, MailRequest};
 use crate::outbound::CallError;
+use crate::retry::{millis, Attempt, RetryPolicy};
 use crate::store::{now_ms, ClaimedEvent, ClaimedNotice, Completion, NewNotice, Queue, Store};
 
 mod inflight;
 use inflight::{InFlight, Shares};
-
-/// When to try again, and when to give up.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub base: Duration,
-    pub cap: Duration,
-    pub max_age: Duration,
-}
-
-impl RetryPolicy {
-    /// Exponential backoff from `base`, doubling per attempt up to `cap`, with jitter
-    /// (uniform in the upper half, so retries of a burst spread out but never come early).
-    /// A server's `Retry-After` is honoured when it asks for longer.
-    pub fn delay(&self, attempts: i64, retry_after: Option<Duration>) -> Duration {
-        let exp = attempts.clamp(1, 40) as u32 - 1;
-        let raw = self
-            .base
-            .checked_mul(2u32.saturating_pow(exp.min(30)))
-            .unwrap_or(self.cap)
-            .min(self.cap);
-        let jittered = raw.mul_f64(rand::random_range(0.5..=1.0));
-        match retry_after {
-            Some(asked) if asked > jittered => asked,
-            _ => jittered,
-        }
-    }
-}
 
 /// The idempotency key of a notice: stable for (event, notice kind, recipient role), so a
 /// reprocessed event yields the same key and the store's dedup keeps one row.
@@ -141,14 +115,14 @@ impl Worker {
                             };
                             let w = self.clone();
                             in_flight.spawn(async move {
-                                w.send_notice(n).await;
+                                w.guarded(Attempt::from(&n), w.send_notice(n)).await;
                                 drop(guard);
                             });
                         }
                         for e in events {
                             let (w, guard) = (self.clone(), me.in_flight.event(&e.id));
                             in_flight.spawn(async move {
-                                w.process_event(e).await;
+                                w.guarded(Attempt::from(&e), w.process_event(e)).await;
                                 drop(guard);
                             });
                         }
@@ -202,7 +176,7 @@ impl Worker {
     ) -> Result<(Vec<ClaimedEvent>, Vec<ClaimedNotice>), crate::store::StoreError> {
         let me = &self.inner;
         let now = now_ms();
-        let lease_until = now.saturating_add(me.lease.as_millis().min(i64::MAX as u128) as i64);
+        let lease_until = now.saturating_add(millis(me.lease));
         me.store
             .claim(&me.token, now, lease_until, me.in_flight.wanted(&me.shares))
             .await
@@ -216,7 +190,7 @@ impl Worker {
                 _ = tokio::time::sleep(me.lease / 3) => {}
                 _ = shutdown.cancelled() => return,
             }
-            let until = now_ms() + me.lease.as_millis() as i64;
+            let until = now_ms().saturating_add(millis(me.lease));
             for queue in [Queue::Events, Queue::Notices] {
                 let ids = me.in_flight.ids(queue);
                 if ids.is_empty() {
@@ -293,10 +267,7 @@ impl Worker {
                     .collect();
                 self.finish_event(&ev, notices, started).await;
             }
-            Err(e) => {
-                self.failed(Queue::Events, &ev.id, ev.attempts, ev.attempts_since, &e)
-                    .await
-            }
+            Err(e) => self.failed(Attempt::from(&ev), &e).await,
         }
     }
 
@@ -362,42 +333,43 @@ impl Worker {
                     tracing::error!(error = %e, "notice sent but not recorded; the key makes a resend harmless")
                 }
             },
-            Err(e) => {
-                self.failed(Queue::Notices, &n.id, n.attempts, n.attempts_since, &e)
-                    .await
-            }
+            Err(e) => self.failed(Attempt::from(&n), &e).await,
+        }
+    }
+
+    /// Run one item's processing; a panic in it is recorded as a failed attempt.
+    async fn guarded(&self, item: Attempt, work: impl std::future::Future<Output = ()>) {
+        if let Some(failure) = crate::retry::guarded(work, &item, &self.inner.policy).await {
+            self.settle(failure).await
         }
     }
 
     /// Retry later, or dead-letter when the error is permanent or the work is too old.
-    async fn failed(&self, queue: Queue, id: &str, attempts: i64, since: i64, error: &CallError) {
-        let me = &self.inner;
-        let retry_after = match error {
-            CallError::Permanent { reason } => {
-                self.give_up(queue, id, reason).await;
-                return;
-            }
-            CallError::Retryable { retry_after, .. } => *retry_after,
-        };
-        let delay = me.policy.delay(attempts, retry_after);
-        let now = now_ms();
-        let next = now + delay.as_millis() as i64;
-        if next - since > me.policy.max_age.as_millis() as i64 {
-            let reason = format!("gave up after {attempts} attempts: {error}");
-            self.give_up(queue, id, &reason).await;
-            return;
+    async fn failed(&self, item: Attempt, error: &CallError) {
+        let outcome = self.inner.policy.after_failure(&item, error, now_ms());
+        self.settle(outcome).await
+    }
+
+    /// Record a failed attempt's outcome: a retry or a dead letter.
+    async fn settle(&self, outcome: Completion) {
+        if let Completion::Dead { queue, id, error } = &outcome {
+            return self.give_up(*queue, id, error).await;
         }
-        if queue == Queue::Notices {
-            metrics::counter!("gigs_notifier_notices_total", "outcome" => "retried").increment(1);
-        }
-        tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "will retry");
-        let retry = Completion::Retry {
+        if let Completion::Retry {
             queue,
-            id: id.to_string(),
-            next_attempt_at: next,
-            error: error.to_string(),
-        };
-        if let Err(e) = self.record(retry).await {
+            next_attempt_at,
+            error,
+            ..
+        } = &outcome
+        {
+            if *queue == Queue::Notices {
+                metrics::counter!("gigs_notifier_notices_total", "outcome" => "retried")
+                    .increment(1);
+            }
+            let retry_in_ms = next_attempt_at.saturating_sub(now_ms()).max(0);
+            tracing::warn!(error = %error, retry_in_ms, "will retry");
+        }
+        if let Err(e) = self.record(outcome).await {
             tracing::error!(error = %e, "could not reschedule; the lease will expire and it will be retried");
         }
     }
@@ -433,7 +405,7 @@ pub async fn run_purger(
     shutdown: CancellationToken,
 ) {
     loop {
-        let before = now_ms() - retention.as_millis() as i64;
+        let before = now_ms().saturating_sub(millis(retention));
         match store.purge(before).await {
             Ok((events, notices)) if events + notices > 0 => {
                 tracing::info!(events, notices, "purged old processed work")
@@ -451,36 +423,6 @@ pub async fn run_purger(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_up_to_the_cap() {
-        let p = RetryPolicy {
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(600),
-            max_age: Duration::from_secs(3 * 86_400),
-        };
-        for _ in 0..50 {
-            let d1 = p.delay(1, None);
-            assert!(
-                d1 >= Duration::from_millis(500) && d1 <= Duration::from_secs(1),
-                "{d1:?}"
-            );
-            let d4 = p.delay(4, None);
-            assert!(
-                d4 >= Duration::from_secs(4) && d4 <= Duration::from_secs(8),
-                "{d4:?}"
-            );
-            let d30 = p.delay(30, None);
-            assert!(
-                d30 >= Duration::from_secs(300) && d30 <= Duration::from_secs(600),
-                "{d30:?}"
-            );
-        }
-        assert_eq!(
-            p.delay(1, Some(Duration::from_secs(42))),
-            Duration::from_secs(42)
-        );
-    }
 
     #[test]
     fn notice_ids_are_stable_and_distinct() {

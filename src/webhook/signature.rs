@@ -4,6 +4,8 @@
 //! `whsec_`; the signature header holds space-separated `v1,<base64>` entries. Verification
 //! runs over the raw bytes, before anything is parsed.
 
+use std::num::IntErrorKind;
+
 use axum::http::HeaderMap;
 use base64::Engine;
 use hmac::{digest::CtOutput, Hmac, Mac};
@@ -47,7 +49,7 @@ impl SignatureError {
 pub struct Verifier {
     /// One keyed HMAC per secret, cloned per check so the key schedule is done once.
     keys: Vec<HmacSha256>,
-    tolerance_secs: i64,
+    tolerance_secs: u64,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -81,7 +83,7 @@ impl Verifier {
             .collect();
         Self {
             keys,
-            tolerance_secs: tolerance.as_secs() as i64,
+            tolerance_secs: tolerance.as_secs(),
         }
     }
 
@@ -96,10 +98,17 @@ impl Verifier {
         let ts_text = header(headers, "webhook-timestamp", "svix-timestamp")?;
         let sigs = header(headers, "webhook-signature", "svix-signature")?;
 
-        let ts: i64 = ts_text
-            .parse()
-            .map_err(|_| SignatureError::InvalidTimestamp)?;
-        if (now - ts).abs() > self.tolerance_secs {
+        let ts: i64 = ts_text.parse().map_err(|e: std::num::ParseIntError| {
+            match e.kind() {
+                // A whole number, just too far from now to fit.
+                IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => {
+                    SignatureError::TimestampOutOfTolerance
+                }
+                _ => SignatureError::InvalidTimestamp,
+            }
+        })?;
+        // `abs_diff`: the sender picks `ts`, and `now - ts` overflows for ts near i64::MIN.
+        if now.abs_diff(ts) > self.tolerance_secs {
             return Err(SignatureError::TimestampOutOfTolerance);
         }
 
@@ -242,6 +251,62 @@ mod tests {
             other.verify(&headers("webhook", SIG, TS), BODY, TS),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    /// Headers carrying `ts` as given, signed over exactly that text.
+    fn headers_at(ts: &str) -> HeaderMap {
+        let key = HmacSha256::new_from_slice(WebhookSecret::parse(SECRET).unwrap().key()).unwrap();
+        let tag = mac(key, ID, ts, BODY).into_bytes();
+        let sig = format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(tag)
+        );
+        let mut h = headers("webhook", &sig, TS);
+        h.insert("webhook-timestamp", HeaderValue::from_str(ts).unwrap());
+        h
+    }
+
+    #[test]
+    fn timestamps_far_off_are_refused_without_overflow() {
+        let v = verifier(&[SECRET]);
+        // TS - 2^63 does not fit an i64 as a difference: `(now - ts).abs()` wrapped to
+        // i64::MIN, which is below the tolerance, so it passed in release builds.
+        let wrapping = TS.wrapping_add(i64::MIN);
+        for ts in [
+            i64::MIN.to_string(),
+            wrapping.to_string(),
+            (i64::MIN + 1).to_string(),
+            i64::MAX.to_string(),
+            u64::MAX.to_string(),
+            "9223372036854775808".to_string(),
+            "-9223372036854775809".to_string(),
+            "99999999999999999999999999".to_string(),
+        ] {
+            assert_eq!(
+                v.verify(&headers_at(&ts), BODY, TS),
+                Err(SignatureError::TimestampOutOfTolerance),
+                "{ts}"
+            );
+        }
+        // The same at the edges of `now` itself.
+        for now in [i64::MIN, i64::MAX] {
+            assert_eq!(
+                v.verify(&headers_at(&TS.to_string()), BODY, now),
+                Err(SignatureError::TimestampOutOfTolerance)
+            );
+        }
+        // A huge tolerance is not a negative one (`as i64` made it -1: nothing passed).
+        let secret = WebhookSecret::parse(SECRET).unwrap();
+        let lenient = Verifier::new(&[secret], std::time::Duration::from_secs(u64::MAX));
+        assert_eq!(
+            lenient.verify(&headers_at(&i64::MIN.to_string()), BODY, i64::MAX),
+            Ok(ID)
+        );
+        assert_eq!(
+            v.verify(&headers_at("12abc"), BODY, TS),
+            Err(SignatureError::InvalidTimestamp)
+        );
+        assert_eq!(v.verify(&headers_at(&TS.to_string()), BODY, TS), Ok(ID));
     }
 
     proptest::proptest! {
