@@ -62,6 +62,7 @@ impl Application {
             wake,
             metrics: crate::telemetry::metrics_handle(),
             body_limit: settings.body_limit_bytes,
+            body_timeout: settings.body_read_timeout,
         };
         let request_id = HeaderName::from_static("x-request-id");
         let router = webhook::router(state.clone())
