@@ -114,18 +114,18 @@ impl Application {
         ));
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
         let stop_server = stop.clone();
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: no new connections, finishing requests in flight");
-                stop_server.cancel();
-            })
-            .await;
+        let limits = crate::server::Limits::from_settings(&self.settings);
+        crate::server::serve(self.listener, self.router, limits, async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+            stop_server.cancel();
+        })
+        .await;
         stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
         let _ = purger.await;
         self.store.close().await;
-        served.context("HTTP server failed")
+        Ok(())
     }
 }
 

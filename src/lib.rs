@@ -16,6 +16,7 @@ pub mod mask;
 pub mod notice;
 pub mod outbound;
 pub mod replay;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;
