@@ -62,6 +62,7 @@ impl Application {
             wake,
             metrics: crate::telemetry::metrics_handle(),
             body_limit: settings.body_limit_bytes,
+            body_timeout: settings.body_read_timeout,
         };
         let request_id = HeaderName::from_static("x-request-id");
         let router = webhook::router(state.clone())
@@ -113,18 +114,18 @@ impl Application {
         ));
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
         let stop_server = stop.clone();
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: no new connections, finishing requests in flight");
-                stop_server.cancel();
-            })
-            .await;
+        let limits = crate::server::Limits::from_settings(&self.settings);
+        crate::server::serve(self.listener, self.router, limits, async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+            stop_server.cancel();
+        })
+        .await;
         stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
         let _ = purger.await;
         self.store.close().await;
-        served.context("HTTP server failed")
+        Ok(())
     }
 }
 

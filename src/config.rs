@@ -62,6 +62,10 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("MAX_AGE_SECS", Some("259200")),
     ("RETENTION_DAYS", Some("30")),
     ("PURGE_INTERVAL_SECS", Some("3600")),
+    ("MAX_CONNECTIONS", Some("512")),
+    ("HEADER_READ_TIMEOUT_SECS", Some("5")),
+    ("BODY_READ_TIMEOUT_SECS", Some("10")),
+    ("IDLE_TIMEOUT_SECS", Some("30")),
 ];
 
 /// Raw values after layering, keyed by environment name.
@@ -162,6 +166,7 @@ impl RawSettings {
             .map_err(|_| ConfigError::new(key, format!("must be a whole number, got {text:?}")))
     }
 
+    /// A number that must be at least 1 (a zero limit or timeout would refuse everything).
     fn positive<T: std::str::FromStr + PartialEq + From<u8>>(
         &self,
         key: &str,
@@ -322,6 +327,10 @@ impl RawSettings {
             max_age: Duration::from_secs(self.number("MAX_AGE_SECS")?),
             retention: self.days("RETENTION_DAYS")?,
             purge_interval: Duration::from_secs(self.number("PURGE_INTERVAL_SECS")?),
+            max_connections: self.positive("MAX_CONNECTIONS")?,
+            header_read_timeout: Duration::from_secs(self.positive("HEADER_READ_TIMEOUT_SECS")?),
+            body_read_timeout: Duration::from_secs(self.positive("BODY_READ_TIMEOUT_SECS")?),
+            idle_timeout: Duration::from_secs(self.positive("IDLE_TIMEOUT_SECS")?),
         })
     }
 }
@@ -437,6 +446,14 @@ pub struct Settings {
     /// Processed events and sent notices older than this are purged.
     pub retention: Duration,
     pub purge_interval: Duration,
+    /// Open client connections at most (further capped by the descriptor limit).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's whole body.
+    pub body_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -506,6 +523,10 @@ mod tests {
         assert_eq!(s.listen_addr.port(), 8080);
         assert_eq!(s.notice_fields, ["email", "fullName", "birthday"]);
         assert_eq!(s.max_age, Duration::from_secs(3 * 86_400));
+        assert_eq!(s.max_connections, 512);
+        assert_eq!(s.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(s.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(30));
     }
 
     #[test]
@@ -528,6 +549,10 @@ mod tests {
             ("LISTEN_ADDR", "8080"),
             ("LEASE_SECS", "soon"),
             ("DATABASE_URL", "mysql://x"),
+            ("MAX_CONNECTIONS", "0"),
+            ("HEADER_READ_TIMEOUT_SECS", "0"),
+            ("BODY_READ_TIMEOUT_SECS", "0"),
+            ("IDLE_TIMEOUT_SECS", "0"),
         ];
         for (key, value) in cases {
             let mut raw = base();

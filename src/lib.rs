@@ -17,6 +17,7 @@ pub mod notice;
 pub mod outbound;
 pub mod replay;
 pub mod retry;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;

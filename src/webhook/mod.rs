@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,6 +31,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     pub metrics: PrometheusHandle,
     pub body_limit: usize,
+    /// How long a sender may take to deliver the whole body.
+    pub body_timeout: Duration,
 }
 
 /// An ingress refusal: status plus `{"error", "message"}`. 5xx causes are logged, not sent.
@@ -45,6 +46,8 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("body could not be read")]
     BadBody,
+    #[error("the body did not arrive within {} seconds", .0.as_secs())]
+    BodyTimeout(Duration),
     #[error("the event store is unavailable; retry later")]
     StoreUnavailable,
 }
@@ -56,6 +59,7 @@ impl ApiError {
             Self::Envelope(e) => (StatusCode::BAD_REQUEST, e.code()),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::BadBody => (StatusCode::BAD_REQUEST, "unreadable_body"),
+            Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             Self::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
         }
     }
@@ -107,16 +111,21 @@ pub fn router(state: AppState) -> Router {
 async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let received = std::time::Instant::now();
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(state.body_limit)
-        } else {
-            ApiError::BadBody
-        }
-    })?;
+    // One deadline for the whole body, not per chunk: a sender trickling a byte at a time
+    // would otherwise keep its connection busy, and so safe from eviction, indefinitely.
+    let body = tokio::time::timeout(state.body_timeout, Bytes::from_request(request, &()))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(state.body_timeout))?
+        .map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(state.body_limit)
+            } else {
+                ApiError::BadBody
+            }
+        })?;
     let now = chrono::Utc::now().timestamp();
     state
         .verifier

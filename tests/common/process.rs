@@ -38,14 +38,44 @@ pub struct Served {
 }
 
 pub fn serve(env: &[(String, String)]) -> Served {
-    let mut child = Command::new(BIN)
+    start(serve_command(env))
+}
+
+/// `serve` allowed only `files` open descriptors (soft and hard limit), like a container
+/// started with `--ulimit nofile=N`.
+pub fn serve_with_open_files(env: &[(String, String)], files: u64) -> Served {
+    use std::os::unix::process::CommandExt;
+    let mut command = serve_command(env);
+    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    start(command)
+}
+
+fn serve_command(env: &[(String, String)]) -> Command {
+    let mut command = Command::new(BIN);
+    command
         .arg("serve")
         .env_clear()
         .envs(env.iter().cloned())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
+        .stderr(Stdio::piped());
+    command
+}
+
+fn start(mut command: Command) -> Served {
+    let mut child = command.spawn().expect("binary starts");
     let stderr = child.stderr.take().unwrap();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();
