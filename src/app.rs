@@ -70,12 +70,14 @@ impl Application {
             .layer(PropagateRequestIdLayer::new(request_id.clone()))
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    // The client may send its own id: logged only if it looks like one.
                     let id = req
                         .headers()
                         .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                        .map(|v| crate::telemetry::loggable(v.to_str().unwrap_or("\u{fffd}"), 64).into_owned())
+                        .unwrap_or_default();
+                    let path = crate::telemetry::loggable(req.uri().path(), 128);
+                    tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id)
                 }),
             )
             .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));

@@ -158,14 +158,12 @@ pub struct SubscriptionChange {
     pub plan: Option<PlanName>,
 }
 
-/// `subscription.*` data (the subscription resource).
+/// `subscription.*` data (the subscription resource): only what the lifecycle notices use.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Subscription {
     pub id: SubscriptionId,
     #[serde(default, deserialize_with = "user_ref")]
     pub user: Option<UserRef>,
-    #[serde(default, deserialize_with = "plan_name")]
-    pub plan: Option<PlanName>,
 }
 
 /// A user as embedded in a resource: its id and, if present and valid, its email.
@@ -215,15 +213,67 @@ fn user_ref<'de, D: Deserializer<'de>>(d: D) -> Result<Option<UserRef>, D::Error
 }
 
 fn plan_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PlanName>, D::Error> {
-    // A plan may be embedded or just an id; only an embedded name is of use.
-    let v: Option<serde_json::Value> = Option::deserialize(d)?;
-    Ok(v.as_ref()
-        .and_then(|v| v.get("name"))
-        .and_then(|n| n.as_str())
-        .and_then(PlanName::new))
+    // A plan may be embedded or just an id; only an embedded name is of use. Everything
+    // else in it is skipped unread (a number too large for f64 there must not fail the
+    // event), and a plan of an unexpected shape is no plan name rather than an error.
+    struct PlanVisitor;
+    impl<'de> serde::de::Visitor<'de> for PlanVisitor {
+        type Value = Option<PlanName>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a plan object or id")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut name = None;
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if key == "name" && name.is_none() {
+                    name = map
+                        .next_value::<Option<Cow<'de, str>>>()?
+                        .and_then(|n| PlanName::new(&n));
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(name)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(PlanVisitor)
+        }
+    }
+    d.deserialize_option(PlanVisitor)
 }
 
-/// The envelope fields we read; `data` is kept raw until we know the type.
+/// The envelope fields we read; everything else is kept raw until the worker decodes it.
 #[derive(Deserialize)]
 struct WireEnvelope<'a> {
     #[serde(borrow)]
@@ -231,27 +281,15 @@ struct WireEnvelope<'a> {
     #[serde(rename = "type", borrow)]
     event_type: Cow<'a, str>,
     #[serde(default, borrow)]
-    time: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    data: &'a RawValue,
+    time: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
     #[serde(rename = "previousData", default, borrow)]
     previous_data: Option<&'a RawValue>,
 }
 
-/// A verified body, parsed.
-#[derive(Debug, Clone)]
-pub struct Envelope {
-    pub id: EventId,
-    pub event_type: String,
-    /// When the change happened; `None` if the envelope had no usable `time`.
-    pub time: Option<DateTime<Utc>>,
-    /// `None` for a type we do not handle.
-    pub event: Option<TypedEvent>,
-}
-
-impl Envelope {
-    /// Parse a body: the envelope must be valid, and the data of a handled type must decode.
-    pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
+impl<'a> WireEnvelope<'a> {
+    fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
         let wire: WireEnvelope<'_> = serde_json::from_slice(body).map_err(|e| {
             if e.is_data() {
                 EnvelopeError::NotEnvelope(describe(&e))
@@ -259,35 +297,76 @@ impl Envelope {
                 EnvelopeError::NotJson(describe(&e))
             }
         })?;
-        let id = EventId::parse(&wire.id).map_err(|e| EnvelopeError::NotEnvelope(e.0))?;
         if wire.event_type.is_empty() || wire.event_type.len() > 200 {
             return Err(EnvelopeError::NotEnvelope(
                 "type must be a non-empty string".into(),
             ));
         }
-        if !wire.data.get().starts_with('{') {
-            return Err(EnvelopeError::NotEnvelope("data must be an object".into()));
-        }
-        let time = wire
-            .time
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc));
-        let event = match HandledType::from_type_name(&wire.event_type) {
-            None => None,
-            Some(kind) => Some(decode(kind, wire.data, wire.previous_data).map_err(|e| {
-                EnvelopeError::InvalidData {
-                    event_type: wire.event_type.to_string(),
-                    reason: e,
-                }
-            })?),
-        };
+        Ok(wire)
+    }
+}
+
+/// A verified body's envelope: what the ingress needs to store (or ignore) it. The event's
+/// `data` is not decoded here: a signed event is never refused for its data (a 400 would
+/// make Gigs retry it for days and then disable the endpoint); the worker decodes it, and
+/// what it cannot read goes to the dead letters.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub id: EventId,
+    pub event_type: String,
+    /// `None` for a type we do not handle.
+    pub handled: Option<HandledType>,
+}
+
+impl Envelope {
+    /// Parse a body's envelope: a JSON object with a valid `id` and a `type`.
+    pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
+        let wire = WireEnvelope::parse(body)?;
+        let id = EventId::parse(&wire.id).map_err(|e| EnvelopeError::NotEnvelope(e.0))?;
         Ok(Self {
             id,
+            handled: HandledType::from_type_name(&wire.event_type),
             event_type: wire.event_type.into_owned(),
-            time,
-            event,
         })
+    }
+}
+
+/// A stored event of a handled type, decoded for its handler.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// When the change happened; `None` if the envelope had no `time`.
+    pub time: Option<DateTime<Utc>>,
+    pub event: TypedEvent,
+}
+
+impl Decoded {
+    /// Decode a stored body; `Ok(None)` for a type without a handler. Only the fields a
+    /// handler uses are read, so a field it does not use cannot fail the event.
+    pub fn decode(body: &[u8]) -> Result<Option<Self>, EnvelopeError> {
+        let wire = WireEnvelope::parse(body)?;
+        let Some(kind) = HandledType::from_type_name(&wire.event_type) else {
+            return Ok(None);
+        };
+        let invalid = |reason: String| EnvelopeError::InvalidData {
+            event_type: wire.event_type.to_string(),
+            reason,
+        };
+        let time = match wire.time.map(RawValue::get) {
+            None | Some("null") => None,
+            Some(raw) => Some(
+                serde_json::from_str::<Cow<'_, str>>(raw)
+                    .ok()
+                    .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+                    .ok_or_else(|| invalid("time is not an RFC 3339 timestamp".into()))?,
+            ),
+        };
+        let data = wire
+            .data
+            .filter(|d| d.get().starts_with('{'))
+            .ok_or_else(|| invalid("data must be an object".into()))?;
+        let event = decode(kind, data, wire.previous_data).map_err(invalid)?;
+        Ok(Some(Self { time, event }))
     }
 }
 
@@ -310,21 +389,26 @@ fn decode(
         }
         HandledType::UserUpdated => {
             let user: UserRef = serde_json::from_str(json).map_err(err)?;
-            // Without previousData nothing is known to have changed: no notice, no error
-            // (a 400 would only make Gigs retry the same body for days).
-            let map: serde_json::Map<String, serde_json::Value> = match previous {
-                None => serde_json::Map::new(),
-                Some(p) if p.get() == "null" => serde_json::Map::new(),
-                Some(p) => serde_json::from_str(p.get())
-                    .map_err(|_| "previousData must be an object".to_string())?,
-            };
-            let previous_email = map
-                .get("email")
-                .and_then(|v| v.as_str())
-                .and_then(|s| EmailAddress::parse(s).ok());
+            // Without previousData nothing is known to have changed: no notice, no error.
+            // Only its keys and a previous email are read, never other values.
+            let mut changed_fields = Vec::new();
+            let mut previous_email = None;
+            match previous.map(RawValue::get) {
+                None | Some("null") => {}
+                Some(p) => {
+                    let map: std::collections::BTreeMap<String, &RawValue> =
+                        serde_json::from_str(p)
+                            .map_err(|_| "previousData must be an object".to_string())?;
+                    previous_email = map
+                        .get("email")
+                        .and_then(|v| serde_json::from_str::<Cow<'_, str>>(v.get()).ok())
+                        .and_then(|s| EmailAddress::parse(&s).ok());
+                    changed_fields = map.into_keys().collect();
+                }
+            }
             TypedEvent::UserUpdated(UserUpdated {
                 user,
-                changed_fields: map.into_iter().map(|(k, _)| k).collect(),
+                changed_fields,
                 previous_email,
             })
         }
@@ -337,26 +421,31 @@ mod tests {
 
     const CREATED: &str = include_str!("../tests/fixtures/subscription.created.json");
 
+    fn decoded(body: &[u8]) -> Decoded {
+        Decoded::decode(body).unwrap().expect("a handled type")
+    }
+
     #[test]
     fn parses_the_published_subscription_created_example() {
         let env = Envelope::parse(CREATED.as_bytes()).unwrap();
         assert_eq!(env.event_type, "com.gigs.subscription.created");
-        let Some(TypedEvent::Subscription(Lifecycle::Created, sub)) = env.event else {
+        assert!(env.handled.is_some());
+        let TypedEvent::Subscription(Lifecycle::Created, sub) = decoded(CREATED.as_bytes()).event
+        else {
             panic!("wrong type");
         };
         let user = sub.user.unwrap();
         assert_eq!(user.id.as_str(), "usr_0SNlurA049MEWV4OpCwsNyC9Kn2d");
         assert!(user.email.is_some());
-        assert_eq!(sub.plan.unwrap().as_str(), "Gigs Global");
     }
 
     #[test]
     fn tolerates_fractional_time_missing_optionals_and_unknown_fields() {
         let body = br#"{"id":"evt_1","type":"com.gigs.subscriptionChange.applied","time":"2024-03-10T15:27:46.123456Z",
             "brandNew":{"x":1},"data":{"subscription":"sub_1","plan":"pln_1","extra":true}}"#;
-        let env = Envelope::parse(body).unwrap();
-        assert!(env.time.is_some());
-        let Some(TypedEvent::SubscriptionChangeApplied(c)) = env.event else {
+        let d = decoded(body);
+        assert!(d.time.is_some());
+        let TypedEvent::SubscriptionChangeApplied(c) = d.event else {
             panic!()
         };
         assert_eq!(c.subscription.as_str(), "sub_1");
@@ -365,9 +454,24 @@ mod tests {
 
     #[test]
     fn unhandled_types_parse_without_data_decoding() {
-        let env = Envelope::parse(br#"{"id":"evt_2","type":"com.gigs.sim.activated","data":{}}"#)
-            .unwrap();
-        assert!(env.event.is_none());
+        let body = br#"{"id":"evt_2","type":"com.gigs.sim.activated","data":{}}"#;
+        assert!(Envelope::parse(body).unwrap().handled.is_none());
+        assert!(Decoded::decode(body).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_envelope_needs_only_an_id_and_a_type() {
+        for body in [
+            &br#"{"id":"evt_3","type":"com.gigs.user.updated","data":"x"}"#[..],
+            br#"{"id":"evt_3","type":"com.gigs.user.updated"}"#,
+            br#"{"id":"evt_3","type":"com.gigs.user.updated","time":12,"data":{"id":5}}"#,
+        ] {
+            assert!(Envelope::parse(body).is_ok());
+            assert_eq!(
+                Decoded::decode(body).unwrap_err().code(),
+                "invalid_event_data"
+            );
+        }
     }
 
     #[test]
@@ -386,19 +490,13 @@ mod tests {
                 .code(),
             "invalid_envelope"
         );
-        assert_eq!(
-            Envelope::parse(br#"{"id":"evt_3","type":"com.gigs.user.updated","data":"x"}"#)
-                .unwrap_err()
-                .code(),
-            "invalid_envelope"
-        );
-        let e = Envelope::parse(
+        let e = Decoded::decode(
             br#"{"id":"evt_4","type":"com.gigs.portOutCredentials.issued","data":{"subscription":"jerry@example.com"}}"#,
         )
         .unwrap_err();
         assert_eq!(e.code(), "invalid_event_data");
         assert!(!e.to_string().contains("jerry"), "{e}");
-        let e = Envelope::parse(
+        let e = Decoded::decode(
             br#"{"id":"evt_5","type":"com.gigs.user.updated","data":{"id":12345678},"previousData":{}}"#,
         )
         .unwrap_err();
@@ -406,13 +504,27 @@ mod tests {
     }
 
     #[test]
-    fn user_updated_lists_changed_fields_and_previous_email() {
-        let body = br#"{"id":"evt_6","type":"com.gigs.user.updated","data":{"id":"usr_1","email":"new@example.com","fullName":"X"},
-            "previousData":{"email":"old@example.com","fullName":"Y"}}"#;
-        let Some(TypedEvent::UserUpdated(u)) = Envelope::parse(body).unwrap().event else {
+    fn an_unused_field_cannot_fail_the_event() {
+        let body = br#"{"id":"evt_7","type":"com.gigs.subscription.ended","time":null,
+            "data":{"id":"sub_1","plan":1e400,"x":[1e999]}}"#;
+        assert!(matches!(decoded(body).event, TypedEvent::Subscription(..)));
+        // A plan change uses the plan's name, and nothing else in it.
+        let body = br#"{"id":"evt_8","type":"com.gigs.subscriptionChange.applied",
+            "data":{"subscription":"sub_1","plan":{"id":"pln_1","name":"Gigs Global","price":1e400}}}"#;
+        let TypedEvent::SubscriptionChangeApplied(c) = decoded(body).event else {
             panic!()
         };
-        assert_eq!(u.changed_fields, ["email", "fullName"]);
+        assert_eq!(c.plan.unwrap().as_str(), "Gigs Global");
+    }
+
+    #[test]
+    fn user_updated_lists_changed_fields_and_previous_email() {
+        let body = br#"{"id":"evt_6","type":"com.gigs.user.updated","data":{"id":"usr_1","email":"new@example.com","fullName":"X"},
+            "previousData":{"email":"old@example.com","fullName":"Y","birthday":1e400}}"#;
+        let TypedEvent::UserUpdated(u) = decoded(body).event else {
+            panic!()
+        };
+        assert_eq!(u.changed_fields, ["birthday", "email", "fullName"]);
         assert_eq!(u.previous_email.unwrap().expose(), "old@example.com");
         assert_eq!(u.user.email.unwrap().expose(), "new@example.com");
     }

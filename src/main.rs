@@ -119,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             let raw = RawSettings::load(cli.config.as_deref())?;
             telemetry::init_logging(raw.log_format()?);
+            telemetry::init_panic_logging();
             let settings = raw.into_settings()?;
             let app = Application::build(settings).await?;
             app.run_until_stopped(app::shutdown_signal()).await?;

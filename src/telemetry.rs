@@ -25,6 +25,36 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// A value the client chose (a request id, an event type we do not handle), fit for a log
+/// line: kept when it is short and made only of letters, digits and `._-/`, otherwise
+/// replaced by a hash of it, so a log line never carries whatever a caller put there.
+pub fn loggable(value: &str, max_len: usize) -> std::borrow::Cow<'_, str> {
+    let plain = !value.is_empty()
+        && value.len() <= max_len
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
+    if plain {
+        std::borrow::Cow::Borrowed(value)
+    } else {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(value.as_bytes());
+        std::borrow::Cow::Owned(format!("sha256:{}", &hex::encode(digest)[..16]))
+    }
+}
+
+/// Install a panic hook that logs where a panic happened but not its message: a message
+/// can quote whatever value a bug was holding (an address, a payload).
+pub fn init_panic_logging() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(at, "panic (message withheld: it may quote personal data)");
+    }));
+}
+
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -66,4 +96,29 @@ pub fn record_call(api: &'static str, class: &'static str, elapsed: Duration) {
         .increment(1);
     metrics::histogram!("gigs_notifier_outbound_request_duration_seconds", "api" => api)
         .record(elapsed.as_secs_f64());
+}
+
+#[cfg(test)]
+mod loggable_tests {
+    use super::loggable;
+
+    #[test]
+    fn plain_values_are_kept_and_others_hashed() {
+        assert_eq!(loggable("0b6f-41a2_x.y", 64), "0b6f-41a2_x.y");
+        for odd in [
+            "jerry@example.com",
+            "a b",
+            "\n{\"x\":1}",
+            "",
+            &"a".repeat(65),
+        ] {
+            let shown = loggable(odd, 64);
+            assert!(shown.starts_with("sha256:"), "{odd:?} -> {shown}");
+            assert_eq!(shown.len(), "sha256:".len() + 16);
+        }
+        assert_eq!(
+            loggable("jerry@example.com", 64),
+            loggable("jerry@example.com", 64)
+        );
+    }
 }

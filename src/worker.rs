@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Settings;
-use crate::event::Envelope;
+use crate::event::Decoded;
 use crate::gigs::GigsClient;
 use crate::handlers::{self, Context};
 use crate::mail::{MailClient, MailRequest};
@@ -230,20 +230,23 @@ impl Worker {
     async fn process_event_inner(&self, ev: ClaimedEvent) {
         let me = &self.inner;
         let started = Instant::now();
-        let envelope = match Envelope::parse(ev.payload.as_bytes()) {
-            Ok(env) => env,
+        let decoded = match Decoded::decode(ev.payload.as_bytes()) {
+            Ok(Some(decoded)) => decoded,
+            Ok(None) => {
+                self.finish_event(&ev, Vec::new(), started).await;
+                return;
+            }
             Err(e) => {
-                // Checked at the ingress, so only a changed decoder gets here.
-                let reason = format!("stored event no longer decodes: {}", e.code());
+                // Stored and acknowledged, but this version cannot read it: an operator
+                // sees why and retries it (`dead-letters retry`) after an upgrade or fix.
+                // The message names fields and types, never a value.
+                let reason = format!("event cannot be decoded: {e}");
                 self.give_up(Queue::Events, &ev.id, &reason).await;
                 return;
             }
         };
-        let Some(event) = envelope.event else {
-            self.finish_event(&ev, Vec::new(), started).await;
-            return;
-        };
-        let at = envelope.time.unwrap_or_else(|| {
+        let event = decoded.event;
+        let at = decoded.time.unwrap_or_else(|| {
             chrono::DateTime::from_timestamp_millis(ev.received_at).unwrap_or_else(chrono::Utc::now)
         });
         let ctx = Context {

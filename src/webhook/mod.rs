@@ -138,9 +138,13 @@ async fn receive(
     })?;
     let span = tracing::Span::current();
     span.record("event_id", envelope.id.as_str());
-    span.record("event_type", envelope.event_type.as_str());
+    // A type we do not handle is the sender's text: logged only if it looks like a type.
+    span.record(
+        "event_type",
+        crate::telemetry::loggable(&envelope.event_type, 100).as_ref(),
+    );
     let event_type = metric_type(&envelope.event_type);
-    if envelope.event.is_none() {
+    if envelope.handled.is_none() {
         count(event_type, "ignored");
         tracing::info!("event type not handled; acknowledged and ignored");
         return Ok(answer(StatusCode::OK, "ignored", envelope.id.as_str()));
