@@ -193,28 +193,24 @@ fn connection_cap(limits: &Limits) -> usize {
 
 #[cfg(unix)]
 fn raise_open_file_limit() -> Option<usize> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes to the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return None;
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit only reads the struct; on failure the old limit stays.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit = raised;
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum) {
+        if current < maximum {
+            let raised = Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
+            };
+            // On failure the old limit stays, and the cap is fitted under it.
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                limit = raised;
+            }
         }
     }
-    if limit.rlim_cur == libc::RLIM_INFINITY {
-        return None;
-    }
-    Some(usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX))
+    // `None` is RLIM_INFINITY.
+    limit
+        .current
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 #[cfg(not(unix))]

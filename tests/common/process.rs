@@ -49,15 +49,12 @@ pub fn serve_with_open_files(env: &[(String, String)], files: u64) -> Served {
     // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
     unsafe {
         command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: files,
-                rlim_max: files,
+            let limit = rustix::process::Rlimit {
+                current: Some(files),
+                maximum: Some(files),
             };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
+            rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                .map_err(std::io::Error::from)
         });
     }
     start(command)
