@@ -207,3 +207,43 @@ async fn a_replaced_database_file_gets_503_and_nothing_is_acknowledged_into_the_
     );
     app.stop().await;
 }
+
+/// Another client holds the write lock (a stuck migration, an operator's open
+/// transaction): deliveries must get 503 in bounded time, not hang the write queue, and
+/// everything flows again once the lock is gone.
+async fn a_stuck_write_is_answered_503_and_the_queue_moves_on(b: Backend) {
+    let app = spawn_app_with(b, |raw| {
+        raw.set("DATABASE_STATEMENT_TIMEOUT_SECS", "1");
+    })
+    .await;
+    mail_accepts(&app.mail).await;
+    sqlx::any::install_default_drivers();
+    let url = app.db.as_ref().unwrap().url.clone();
+    let mut blocker = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let lock = match b {
+        Backend::Sqlite => "BEGIN IMMEDIATE",
+        Backend::Postgres => "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE",
+    };
+    sqlx::raw_sql(lock).execute(&mut blocker).await.unwrap();
+
+    let started = Instant::now();
+    let (status, body) = app.deliver(&padded_event(1).1).await;
+    let waited = started.elapsed();
+
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "store_unavailable");
+    // Bounded by the store's own limits (busy timeout, statement timeout, batch deadline),
+    // well inside the ~15 s Svix waits for an answer.
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    blocker.close().await.ok();
+    let (status, body) = app.deliver(&padded_event(2).1).await;
+    assert_eq!(status, 202, "{body}");
+    app.stop().await;
+}
+
+both_backends!(a_stuck_write_is_answered_503_and_the_queue_moves_on);

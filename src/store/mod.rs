@@ -404,7 +404,7 @@ impl Store {
                 let pragmas = format!(
                     // WAL lets readers run beside the writer; synchronous=FULL keeps every
                     // acknowledged commit on disk (no durability traded away).
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;{}",
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=3000;{}",
                     opts.sqlite_max_pages
                         .map(|n| format!(" PRAGMA max_page_count={n};"))
                         .unwrap_or_default()
