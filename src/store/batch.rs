@@ -91,8 +91,10 @@ impl Writer {
             Ok(_) => self.health.wrote(),
             Err(_) => {
                 self.health.write_failed();
-                // Closing rolls back whatever the database still holds open.
-                let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
+                // Taken out of the pool for good (even if closing hangs, it is never
+                // handed out again); closing rolls back whatever the database holds open.
+                let raw = conn.detach();
+                let _ = tokio::time::timeout(Duration::from_secs(2), raw.close()).await;
             }
         }
         outcome
