@@ -30,8 +30,8 @@ use tokio::net::TcpStream;
 
 use crate::config::WebhookSecret;
 use crate::demo::serve_on_free_port;
+use crate::notice::notice_id;
 use crate::webhook::sign;
-use crate::worker::notice_id;
 
 /// What to run.
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::notice::NoticeKind;
 use crate::store::StoreOptions;
 
 /// A settings problem, worded for the operator who has to fix it.
@@ -50,6 +51,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("BODY_LIMIT_BYTES", Some("1048576")),
     ("TIMESTAMP_TOLERANCE_SECS", Some("300")),
     ("NOTICE_FIELDS", Some("email,fullName,birthday")),
+    ("NOTICE_KINDS_DISABLED", Some("")),
     ("HTTP_TIMEOUT_SECS", Some("10")),
     ("WORKER_CONCURRENCY", Some("64")),
     ("MAIL_CONCURRENCY_PER_RECIPIENT", Some("2")),
@@ -233,6 +235,39 @@ impl RawSettings {
         }
     }
 
+    /// `NOTICE_KINDS_DISABLED`: known kind codes only. Switching off a kind a US rule
+    /// requires is allowed (an operator may send it another way) but warned about.
+    fn notice_kinds_disabled(&self) -> Result<Vec<NoticeKind>, ConfigError> {
+        let mut kinds = Vec::new();
+        for code in self
+            .get("NOTICE_KINDS_DISABLED")
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
+            let kind = NoticeKind::from_code(code).ok_or_else(|| {
+                let known: Vec<&str> = NoticeKind::ALL.iter().map(|k| k.code()).collect();
+                ConfigError::new(
+                    "NOTICE_KINDS_DISABLED",
+                    format!(
+                        "unknown notice kind {code:?}; known kinds: {}",
+                        known.join(", ")
+                    ),
+                )
+            })?;
+            if let Some(rule) = kind.required_by() {
+                tracing::warn!(
+                    kind = code,
+                    rule,
+                    "a notice kind that a US rule requires is switched off (NOTICE_KINDS_DISABLED);                      make sure customers are told another way"
+                );
+            }
+            kinds.push(kind);
+        }
+        Ok(kinds)
+    }
+
     /// Validate everything `serve` needs.
     pub fn into_settings(self) -> Result<Settings, ConfigError> {
         let secrets = self
@@ -278,6 +313,7 @@ impl RawSettings {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
+        let notice_kinds_disabled = self.notice_kinds_disabled()?;
         let tolerance: u64 = self.number("TIMESTAMP_TOLERANCE_SECS")?;
         let body_limit: usize = self.number("BODY_LIMIT_BYTES")?;
         if body_limit == 0 {
@@ -308,6 +344,7 @@ impl RawSettings {
             body_limit_bytes: body_limit,
             timestamp_tolerance: Duration::from_secs(tolerance),
             notice_fields,
+            notice_kinds_disabled,
             http_timeout: Duration::from_secs(self.number("HTTP_TIMEOUT_SECS")?),
             worker_concurrency: concurrency,
             mail_concurrency_per_recipient: self.positive("MAIL_CONCURRENCY_PER_RECIPIENT")?,
@@ -426,6 +463,8 @@ pub struct Settings {
     pub timestamp_tolerance: Duration,
     /// `user.updated` fields whose change is worth a notice (Gigs' camelCase names).
     pub notice_fields: Vec<String>,
+    /// Notice kinds switched off by the operator.
+    pub notice_kinds_disabled: Vec<NoticeKind>,
     /// Per-request timeout for the Core API and the mail service.
     pub http_timeout: Duration,
     /// How many events / notices one replica works on at once (half each).

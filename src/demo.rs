@@ -49,6 +49,54 @@ pub const FIXTURES: &[(&str, &str)] = &[
         include_str!("../tests/fixtures/portOutCredentials.issued.json"),
     ),
     (
+        "portOut.created",
+        include_str!("../tests/fixtures/portOut.created.json"),
+    ),
+    (
+        "portOut.created (cancelOnly)",
+        include_str!("../tests/fixtures/portOut.created.cancelOnly.json"),
+    ),
+    (
+        "portOut.completed",
+        include_str!("../tests/fixtures/portOut.completed.json"),
+    ),
+    (
+        "portOut.expired",
+        include_str!("../tests/fixtures/portOut.expired.json"),
+    ),
+    (
+        "portOut.failed",
+        include_str!("../tests/fixtures/portOut.failed.json"),
+    ),
+    (
+        "subscriptionChange.created (SIM)",
+        include_str!("../tests/fixtures/subscriptionChange.created.json"),
+    ),
+    (
+        "subscriptionChange.applied",
+        include_str!("../tests/fixtures/subscriptionChange.applied.json"),
+    ),
+    (
+        "subscriptionChange.applied (SIM)",
+        include_str!("../tests/fixtures/subscriptionChange.applied.sim.json"),
+    ),
+    (
+        "subscriptionChange.applied (SIM+plan)",
+        include_str!("../tests/fixtures/subscriptionChange.applied.both.json"),
+    ),
+    (
+        "subscriptionChange.applied (neither)",
+        include_str!("../tests/fixtures/subscriptionChange.applied.neither.json"),
+    ),
+    (
+        "subscriptionChange.failed",
+        include_str!("../tests/fixtures/subscriptionChange.failed.json"),
+    ),
+    (
+        "subscriptionChange.canceled",
+        include_str!("../tests/fixtures/subscriptionChange.canceled.json"),
+    ),
+    (
         "user.updated",
         include_str!("../tests/fixtures/user.updated.json"),
     ),
@@ -61,8 +109,12 @@ pub const FIXTURES: &[(&str, &str)] = &[
         include_str!("../tests/fixtures/user.updated.locale.json"),
     ),
     (
-        "subscriptionChange.applied",
-        include_str!("../tests/fixtures/subscriptionChange.applied.json"),
+        "user.address.created",
+        include_str!("../tests/fixtures/user.address.created.json"),
+    ),
+    (
+        "user.address.deleted",
+        include_str!("../tests/fixtures/user.address.deleted.json"),
     ),
     (
         "sim.activated (unhandled)",
@@ -99,8 +151,14 @@ pub(crate) async fn serve_on_free_port(router: Router) -> anyhow::Result<String>
 fn gigs_simulator() -> Router {
     async fn subscription(Path((_project, id)): Path<(String, String)>) -> Json<Value> {
         Json(json!({
-            "object": "subscription", "id": id, "status": "active",
-            "user": { "object": "user", "id": DEMO_USER, "email": DEMO_EMAIL }
+            "object": "subscription", "id": id, "status": "active", "phoneNumber": "+19591234567",
+            "user": { "object": "user", "id": DEMO_USER, "email": DEMO_EMAIL, "fullName": "Jerry Seinfeld" }
+        }))
+    }
+    async fn user(Path((_project, id)): Path<(String, String)>) -> Json<Value> {
+        Json(json!({
+            "object": "user", "id": id, "email": DEMO_EMAIL, "fullName": "Jerry Seinfeld",
+            "birthday": "1954-04-29", "preferredLocale": "en-US"
         }))
     }
     async fn list(Query(q): Query<std::collections::HashMap<String, String>>) -> Json<Value> {
@@ -116,6 +174,7 @@ fn gigs_simulator() -> Router {
     Router::new()
         .route("/projects/{project}/subscriptions/{id}", get(subscription))
         .route("/projects/{project}/subscriptions", get(list))
+        .route("/projects/{project}/users/{id}", get(user))
 }
 
 /// Mail outbox: records each request and prints a line, answers 202.
@@ -209,10 +268,10 @@ pub async fn run() -> anyhow::Result<bool> {
     let mails = outbox.lock().expect("outbox lock").clone();
     println!();
     println!(
-        "{:<28} {:<22} {:<50} recipient",
+        "{:<38} {:<22} {:<62} recipient",
         "event", "answer", "notice subject"
     );
-    println!("{}", "-".repeat(118));
+    println!("{}", "-".repeat(142));
     let mut ok = true;
     for (name, id, answer) in &answers {
         let outcome = serde_json::from_str::<Value>(&answer.body)
@@ -231,17 +290,19 @@ pub async fn run() -> anyhow::Result<bool> {
             .filter_map(|(key, _)| mails.iter().find(|m| &m.key == key))
             .collect();
         if sent.is_empty() {
-            println!("{name:<28} {answer_text:<22} {:<50} -", "(no notice)");
+            println!("{name:<38} {answer_text:<22} {:<62} -", "(no notice)");
         }
         for m in sent {
             println!(
-                "{name:<28} {answer_text:<22} {:<50} {}",
+                "{name:<38} {answer_text:<22} {:<62} {}",
                 m.subject,
                 mask_email(&m.to)
             );
         }
-        let expects_notice =
-            !name.contains("unhandled") && !name.contains("locale") && !id.is_empty();
+        let expects_notice = !name.contains("unhandled")
+            && !name.contains("locale")
+            && !name.contains("neither")
+            && !id.is_empty();
         if expects_notice
             && !notices
                 .iter()

@@ -169,6 +169,23 @@ impl PlanName {
     }
 }
 
+/// The last four digits of a phone number: how a notice names the line (the redaction
+/// contract allows this much and no more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastFour(String);
+
+impl LastFour {
+    /// The last four digits of `phone`, if it has at least four.
+    pub fn of(phone: &str) -> Option<Self> {
+        let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
+        (digits.len() >= 4).then(|| Self(digits[digits.len() - 4..].iter().collect()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +218,13 @@ mod tests {
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_line_is_named_by_its_last_four_digits_only() {
+        assert_eq!(LastFour::of("+1 (959) 123-4567").unwrap().as_str(), "4567");
+        assert!(LastFour::of("+12").is_none());
+        assert!(LastFour::of("").is_none());
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! Gigs Core API client: just the two look-ups the handlers need.
+//! Gigs Core API client: the look-ups the handlers need, answered in this client's own
+//! types (only the fields a notice needs: an address, a user id, a line's last four digits).
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use crate::domain::{SubscriptionId, UserId};
-use crate::event::UserRef;
+use crate::domain::{EmailAddress, LastFour, SubscriptionId, UserId};
 use crate::outbound::{from_status, from_transport, read_bounded, CallError, MAX_RESPONSE_BYTES};
 
 /// Calls `GET /projects/{project}/subscriptions…` with a bearer token.
@@ -26,10 +26,46 @@ impl std::fmt::Debug for GigsClient {
     }
 }
 
-#[derive(Deserialize)]
-struct SubscriptionResponse {
-    #[serde(default)]
-    user: Option<UserRef>,
+/// A user, as the Core API answers it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CoreUser {
+    pub id: UserId,
+    #[serde(default, deserialize_with = "lenient_email")]
+    pub email: Option<EmailAddress>,
+}
+
+/// A subscription, as the Core API answers it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CoreSubscription {
+    #[serde(default, deserialize_with = "user_or_id")]
+    pub user: Option<CoreUser>,
+    /// The line, by its last four digits.
+    #[serde(rename = "phoneNumber", default, deserialize_with = "last_four")]
+    pub line: Option<LastFour>,
+}
+
+fn lenient_email<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<EmailAddress>, D::Error> {
+    let v: Option<String> = Option::deserialize(d).unwrap_or(None);
+    Ok(v.and_then(|s| EmailAddress::parse(&s).ok()))
+}
+
+fn last_four<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<LastFour>, D::Error> {
+    let v: Option<String> = Option::deserialize(d).unwrap_or(None);
+    Ok(v.and_then(|p| LastFour::of(&p)))
+}
+
+fn user_or_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<CoreUser>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        User(CoreUser),
+        Id(UserId),
+    }
+    Ok(match Option::<Wire>::deserialize(d)? {
+        Some(Wire::User(u)) => Some(u),
+        Some(Wire::Id(id)) => Some(CoreUser { id, email: None }),
+        None => None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -87,12 +123,16 @@ impl GigsClient {
         }
     }
 
-    /// The user a subscription belongs to (`GET /subscriptions/{id}`); 404 is permanent.
-    pub async fn subscription_user(&self, id: &SubscriptionId) -> Result<UserRef, CallError> {
+    /// A subscription (`GET /subscriptions/{id}`); 404 is permanent.
+    pub async fn subscription(&self, id: &SubscriptionId) -> Result<CoreSubscription, CallError> {
         let url = self.url(&["subscriptions", id.as_str()]);
-        let sub: SubscriptionResponse = self.get_json("Core API GET subscription", url).await?;
-        sub.user
-            .ok_or_else(|| CallError::permanent("Core API subscription has no user"))
+        self.get_json("Core API GET subscription", url).await
+    }
+
+    /// A user (`GET /users/{id}`); 404 is permanent.
+    pub async fn user(&self, id: &UserId) -> Result<CoreUser, CallError> {
+        let url = self.url(&["users", id.as_str()]);
+        self.get_json("Core API GET user", url).await
     }
 
     /// Whether a user has at least one subscription (`GET /subscriptions?user=`).

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -18,19 +17,13 @@ use crate::event::Decoded;
 use crate::gigs::GigsClient;
 use crate::handlers::{self, Context};
 use crate::mail::{MailClient, MailRequest};
+use crate::notice::notice_id;
 use crate::outbound::CallError;
 use crate::retry::{millis, Attempt, RetryPolicy};
 use crate::store::{now_ms, ClaimedEvent, ClaimedNotice, Completion, NewNotice, Queue, Store};
 
 mod inflight;
 use inflight::{InFlight, Shares};
-
-/// The idempotency key of a notice: stable for (event, notice kind, recipient role), so a
-/// reprocessed event yields the same key and the store's dedup keeps one row.
-pub fn notice_id(event_id: &str, kind: &str, role: &str) -> String {
-    let digest = Sha256::digest(format!("{event_id}\n{kind}\n{role}").as_bytes());
-    format!("ntc_{}", &hex::encode(digest)[..32])
-}
 
 /// Everything the worker needs; cheap to clone.
 #[derive(Clone)]
@@ -47,6 +40,8 @@ struct Inner {
     shares: Shares,
     poll: Duration,
     notice_fields: Vec<String>,
+    /// Notice kinds the operator switched off.
+    disabled: Vec<crate::notice::NoticeKind>,
     wake: Arc<Notify>,
     /// Identifies this worker's claims.
     token: String,
@@ -82,6 +77,7 @@ impl Worker {
                 ),
                 poll: settings.worker_poll,
                 notice_fields: settings.notice_fields.clone(),
+                disabled: settings.notice_kinds_disabled.clone(),
                 wake,
                 token: format!("wkr_{}", uuid::Uuid::new_v4().simple()),
                 in_flight: InFlight::default(),
@@ -245,15 +241,15 @@ impl Worker {
                 return;
             }
         };
-        let event = decoded.event;
         let at = decoded.time.unwrap_or_else(|| {
             chrono::DateTime::from_timestamp_millis(ev.received_at).unwrap_or_else(chrono::Utc::now)
         });
         let ctx = Context {
             gigs: &me.gigs,
             notice_fields: &me.notice_fields,
+            disabled: &me.disabled,
         };
-        match handlers::deliveries(&event, at, &ctx).await {
+        match handlers::deliveries(&decoded, at, &ctx).await {
             Ok(deliveries) => {
                 let notices = deliveries
                     .into_iter()
@@ -420,28 +416,5 @@ pub async fn run_purger(
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.cancelled() => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notice_ids_are_stable_and_distinct() {
-        let a = notice_id("evt_1", "account_information_changed", "account");
-        assert_eq!(
-            a,
-            notice_id("evt_1", "account_information_changed", "account")
-        );
-        assert_ne!(
-            a,
-            notice_id("evt_1", "email_address_replaced", "previous_address")
-        );
-        assert_ne!(
-            a,
-            notice_id("evt_2", "account_information_changed", "account")
-        );
-        assert!(a.starts_with("ntc_") && a.len() == 36);
     }
 }
