@@ -315,7 +315,7 @@ impl Worker {
             content: &n.content,
         };
         match me.mail.send(&n.id, &request).await {
-            Ok(()) => match self
+            Ok(_) => match self
                 .record(Completion::NoticeSent { id: n.id.clone() })
                 .await
             {
@@ -336,7 +336,7 @@ impl Worker {
                     tracing::error!(error = %e, "notice sent but not recorded; the key makes a resend harmless")
                 }
             },
-            Err(e) => self.failed(Attempt::from(&n), &e).await,
+            Err(e) => self.failed(Attempt::from(&n), &e.error).await,
         }
     }
 
