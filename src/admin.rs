@@ -1,8 +1,10 @@
-//! `/admin/…`: dead letters over HTTP, only when `ADMIN_TOKEN` is set, behind a bearer check.
+//! `/admin/…`: dead letters and the notices' audit trail over HTTP, only when `ADMIN_TOKEN`
+//! is set, behind a bearer check.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +27,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .route("/admin/dead-letters/retry-all", post(retry_all))
         .route("/admin/dead-letters/{id}", get(show).delete(purge))
         .route("/admin/dead-letters/{id}/retry", post(retry))
+        .route("/admin/notices", get(notices))
         .layer(middleware::from_fn_with_state(settings, require_token))
         .with_state(state.store)
 }
@@ -102,6 +105,47 @@ async fn retry_all(State(store): State<Store>) -> Response {
         Ok((requeued, _)) => {
             Json(json!({ "status": "requeued", "count": requeued })).into_response()
         }
+        Err(e) => store_error(e),
+    }
+}
+
+/// `GET /admin/notices?user=&email=&subscription=&kind=&since=&limit=`.
+#[derive(serde::Deserialize)]
+struct NoticesQuery {
+    user: Option<String>,
+    email: Option<String>,
+    subscription: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+/// Audit records, newest first. The address in `email` is only hashed and compared; it is
+/// not logged (the request span logs the path, not the query).
+async fn notices(
+    State(store): State<Store>,
+    query: Result<Query<NoticesQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "the query string could not be read",
+        );
+    };
+    let filter = match crate::audit::filter_from_query(
+        q.user,
+        q.email,
+        q.subscription,
+        q.kind,
+        q.since,
+        q.limit,
+    ) {
+        Ok(f) => f,
+        Err((code, message)) => return error_response(StatusCode::BAD_REQUEST, code, &message),
+    };
+    match store.notice_audit(&filter).await {
+        Ok(items) => Json(json!({ "items": items })).into_response(),
         Err(e) => store_error(e),
     }
 }

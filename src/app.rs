@@ -33,6 +33,12 @@ pub struct Application {
 impl Application {
     /// Connect the store (running migrations), bind the listener, build the clients.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.store.audit_key.is_none() {
+            tracing::warn!(
+                "AUDIT_HASH_KEY is not set: audit records hash addresses under a key kept in the \
+                 database; set AUDIT_HASH_KEY to keep the key apart from the data"
+            );
+        }
         let store = Store::connect_with(&settings.database_url, &settings.store)
             .await
             .context("DATABASE_URL: cannot open the database")?;
@@ -111,6 +117,7 @@ impl Application {
         let purger = tokio::spawn(run_purger(
             self.store.clone(),
             self.settings.retention,
+            self.settings.audit_retention,
             self.settings.purge_interval,
             stop.clone(),
         ));

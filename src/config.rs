@@ -64,6 +64,8 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("MAX_AGE_SECS", Some("259200")),
     ("RETENTION_DAYS", Some("30")),
     ("PURGE_INTERVAL_SECS", Some("3600")),
+    ("AUDIT_HASH_KEY", None),
+    ("AUDIT_RETENTION_DAYS", Some("1095")),
     ("MAX_CONNECTIONS", Some("512")),
     ("HEADER_READ_TIMEOUT_SECS", Some("5")),
     ("BODY_READ_TIMEOUT_SECS", Some("10")),
@@ -212,6 +214,19 @@ impl RawSettings {
         }
     }
 
+    /// `AUDIT_HASH_KEY`, if set (the CLI needs it to look up addresses, like `serve`).
+    pub fn audit_hash_key(&self) -> Result<Option<crate::audit::AuditKey>, ConfigError> {
+        const MIN: usize = crate::audit::MIN_KEY_LEN;
+        match self.get("AUDIT_HASH_KEY") {
+            None => Ok(None),
+            Some(k) if k.len() < MIN => Err(ConfigError::new(
+                "AUDIT_HASH_KEY",
+                format!("must be at least {MIN} characters (e.g. `openssl rand -hex 32`)"),
+            )),
+            Some(k) => Ok(Some(crate::audit::AuditKey::new(k.as_bytes()))),
+        }
+    }
+
     /// The port of `LISTEN_ADDR` (for `healthcheck`).
     pub fn listen_port(&self) -> Result<u16, ConfigError> {
         let text = self.required("LISTEN_ADDR")?;
@@ -356,6 +371,7 @@ impl RawSettings {
                 statement_timeout: Duration::from_secs(
                     self.positive("DATABASE_STATEMENT_TIMEOUT_SECS")?,
                 ),
+                audit_key: self.audit_hash_key()?,
             },
             worker_poll: Duration::from_millis(self.number("WORKER_POLL_MS")?),
             lease: Duration::from_secs(lease_secs),
@@ -363,6 +379,7 @@ impl RawSettings {
             backoff_cap: Duration::from_secs(self.number("BACKOFF_CAP_SECS")?),
             max_age: Duration::from_secs(self.number("MAX_AGE_SECS")?),
             retention: self.days("RETENTION_DAYS")?,
+            audit_retention: self.days("AUDIT_RETENTION_DAYS")?,
             purge_interval: Duration::from_secs(self.number("PURGE_INTERVAL_SECS")?),
             max_connections: self.positive("MAX_CONNECTIONS")?,
             header_read_timeout: Duration::from_secs(self.positive("HEADER_READ_TIMEOUT_SECS")?),
@@ -484,6 +501,8 @@ pub struct Settings {
     pub max_age: Duration,
     /// Processed events and sent notices older than this are purged.
     pub retention: Duration,
+    /// Audit records finished longer ago than this are purged.
+    pub audit_retention: Duration,
     pub purge_interval: Duration,
     /// Open client connections at most (further capped by the descriptor limit).
     pub max_connections: usize,
@@ -566,6 +585,8 @@ mod tests {
         assert_eq!(s.header_read_timeout, Duration::from_secs(5));
         assert_eq!(s.body_read_timeout, Duration::from_secs(10));
         assert_eq!(s.idle_timeout, Duration::from_secs(30));
+        assert_eq!(s.audit_retention, Duration::from_secs(1095 * 86_400));
+        assert!(s.store.audit_key.is_none());
     }
 
     #[test]
@@ -592,13 +613,15 @@ mod tests {
             ("HEADER_READ_TIMEOUT_SECS", "0"),
             ("BODY_READ_TIMEOUT_SECS", "0"),
             ("IDLE_TIMEOUT_SECS", "0"),
+            ("AUDIT_HASH_KEY", "too-short-a-secret"),
+            ("AUDIT_RETENTION_DAYS", "213503982334602"),
         ];
         for (key, value) in cases {
             let mut raw = base();
             raw.set(key, value);
             let err = raw.into_settings().unwrap_err();
             assert_eq!(err.name, key, "{value}");
-            if key == "GIGS_WEBHOOK_SECRET" {
+            if key == "GIGS_WEBHOOK_SECRET" || key == "AUDIT_HASH_KEY" {
                 assert!(!err.to_string().contains(value), "secret echoed: {err}");
             }
         }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use gigs_notifier::config::{LogFormat, RawSettings, WebhookSecret};
 use gigs_notifier::{app, bench, demo, replay, store::Store, telemetry, Application};
 
@@ -64,6 +64,46 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Proof of notice: the audit trail of notices, kept after their addresses are purged.
+    Notices {
+        #[command(subcommand)]
+        action: NoticesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum NoticesAction {
+    /// List audit records, newest first, with their attempts.
+    List {
+        /// Only notices to this Gigs user (`usr_…`).
+        #[arg(long, value_name = "usr_…")]
+        user: Option<String>,
+        /// Only notices to this address (compared by its keyed hash; never stored or printed).
+        #[arg(long, value_name = "ADDR")]
+        email: Option<String>,
+        /// Only notices about this subscription (`sub_…`).
+        #[arg(long, value_name = "sub_…")]
+        subscription: Option<String>,
+        /// Only this notice kind, e.g. subscription_created.
+        #[arg(long, value_name = "K")]
+        kind: Option<String>,
+        /// Only notices created at or after this time: RFC 3339 or YYYY-MM-DD (UTC).
+        #[arg(long, value_name = "T", value_parser = gigs_notifier::audit::parse_since)]
+        since: Option<i64>,
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// At most this many records (the newest).
+        #[arg(long, default_value_t = gigs_notifier::audit::DEFAULT_LIMIT,
+              value_parser = clap::value_parser!(i64).range(1..=gigs_notifier::audit::MAX_LIMIT))]
+        limit: i64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -185,14 +225,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::DeadLetters { action } => {
-            let raw = RawSettings::load(cli.config.as_deref())?;
-            let url = raw.database_url()?;
-            let store = Store::connect(&url)
-                .await
-                .map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot open the database: {e}"))?;
+            let store = open_store(cli.config.as_deref()).await?;
             gigs_notifier::dead_letters::cli(&store, action.into()).await
         }
+        Command::Notices {
+            action:
+                NoticesAction::List {
+                    user,
+                    email,
+                    subscription,
+                    kind,
+                    since,
+                    format,
+                    limit,
+                },
+        } => {
+            use gigs_notifier::audit::{Filter, Format};
+            let store = open_store(cli.config.as_deref()).await?;
+            let filter = Filter {
+                user,
+                email,
+                subscription,
+                kind,
+                since,
+                limit,
+            };
+            let format = match format {
+                ListFormat::Table => Format::Table,
+                ListFormat::Json => Format::Json,
+                ListFormat::Csv => Format::Csv,
+            };
+            gigs_notifier::audit::cli(&store, &filter, format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The store of the operator commands: only `DATABASE_URL` is needed (and `AUDIT_HASH_KEY`
+/// when it is set, so addresses are hashed as `serve` hashes them).
+async fn open_store(config: Option<&std::path::Path>) -> anyhow::Result<Store> {
+    let raw = RawSettings::load(config)?;
+    let url = raw.database_url()?;
+    let options = gigs_notifier::store::StoreOptions {
+        audit_key: raw.audit_hash_key()?,
+        ..Default::default()
+    };
+    Store::connect_with(&url, &options)
+        .await
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL: cannot open the database: {e}"))
 }
 
 impl From<DeadLetterAction> for gigs_notifier::dead_letters::Action {

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::audit::AttemptRecord;
 use crate::config::Settings;
 use crate::event::Decoded;
 use crate::gigs::GigsClient;
@@ -201,12 +202,18 @@ impl Worker {
 
     /// Record the end of claimed work, retrying briefly if the store is unreachable (an
     /// unrecorded result means the work is done again after its lease expires).
-    async fn record(&self, completion: Completion) -> Result<bool, crate::store::StoreError> {
+    /// A notice's completion carries its send attempt, for the audit trail.
+    async fn record(
+        &self,
+        completion: Completion,
+        attempt: Option<AttemptRecord>,
+    ) -> Result<bool, crate::store::StoreError> {
         let me = &self.inner;
         let mut wait = Duration::from_millis(250);
         let mut tries = 0;
         loop {
-            match me.store.complete(&me.token, completion.clone()).await {
+            let (c, a) = (completion.clone(), attempt.clone());
+            match me.store.complete_attempt(&me.token, c, a).await {
                 Err(e) if tries < 5 => {
                     tracing::warn!(error = %e, "could not record a result; retrying");
                     tokio::time::sleep(wait).await;
@@ -237,7 +244,7 @@ impl Worker {
                 // sees why and retries it (`dead-letters retry`) after an upgrade or fix.
                 // The message names fields and types, never a value.
                 let reason = format!("event cannot be decoded: {e}");
-                self.give_up(Queue::Events, &ev.id, &reason).await;
+                self.give_up(Queue::Events, &ev.id, &reason, None).await;
                 return;
             }
         };
@@ -258,6 +265,10 @@ impl Worker {
                         NewNotice {
                             id: notice_id(&ev.id, kind, d.role),
                             kind,
+                            event_type: ev.event_type.clone(),
+                            // filled by the handlers (issue 10)
+                            subscription_id: None,
+                            user_id: None,
                             recipient: d.to.expose().to_string(),
                             subject: d.notice.subject(),
                             content: d.notice.content(),
@@ -266,7 +277,7 @@ impl Worker {
                     .collect();
                 self.finish_event(&ev, notices, started).await;
             }
-            Err(e) => self.failed(Attempt::from(&ev), &e).await,
+            Err(e) => self.failed(Attempt::from(&ev), &e, None).await,
         }
     }
 
@@ -278,7 +289,7 @@ impl Worker {
             received_at: ev.received_at,
             notices,
         };
-        match self.record(done).await {
+        match self.record(done, None).await {
             Ok(true) => {
                 metrics::histogram!("gigs_notifier_event_processing_seconds")
                     .record(started.elapsed().as_secs_f64());
@@ -310,9 +321,18 @@ impl Worker {
             subject: &n.subject,
             content: &n.content,
         };
-        match me.mail.send(&n.id, &request).await {
-            Ok(()) => match self
-                .record(Completion::NoticeSent { id: n.id.clone() })
+        let answer = me.mail.send(&n.id, &request).await;
+        let at = now_ms();
+        match answer {
+            Ok(accepted) => match self
+                .record(
+                    Completion::NoticeSent { id: n.id.clone() },
+                    Some(AttemptRecord::accepted(
+                        at,
+                        accepted.status,
+                        accepted.message_id,
+                    )),
+                )
                 .await
             {
                 Ok(true) => {
@@ -332,27 +352,32 @@ impl Worker {
                     tracing::error!(error = %e, "notice sent but not recorded; the key makes a resend harmless")
                 }
             },
-            Err(e) => self.failed(Attempt::from(&n), &e).await,
+            Err(e) => {
+                let attempt = AttemptRecord::failed(at, &e.error, e.status);
+                self.failed(Attempt::from(&n), &e.error, Some(attempt))
+                    .await
+            }
         }
     }
 
     /// Run one item's processing; a panic in it is recorded as a failed attempt.
     async fn guarded(&self, item: Attempt, work: impl std::future::Future<Output = ()>) {
         if let Some(failure) = crate::retry::guarded(work, &item, &self.inner.policy).await {
-            self.settle(failure).await
+            let attempt = (item.queue == Queue::Notices).then(|| AttemptRecord::panicked(now_ms()));
+            self.settle(failure, attempt).await
         }
     }
 
     /// Retry later, or dead-letter when the error is permanent or the work is too old.
-    async fn failed(&self, item: Attempt, error: &CallError) {
+    async fn failed(&self, item: Attempt, error: &CallError, attempt: Option<AttemptRecord>) {
         let outcome = self.inner.policy.after_failure(&item, error, now_ms());
-        self.settle(outcome).await
+        self.settle(outcome, attempt).await
     }
 
     /// Record a failed attempt's outcome: a retry or a dead letter.
-    async fn settle(&self, outcome: Completion) {
+    async fn settle(&self, outcome: Completion, attempt: Option<AttemptRecord>) {
         if let Completion::Dead { queue, id, error } = &outcome {
-            return self.give_up(*queue, id, error).await;
+            return self.give_up(*queue, id, error, attempt).await;
         }
         if let Completion::Retry {
             queue,
@@ -368,18 +393,18 @@ impl Worker {
             let retry_in_ms = next_attempt_at.saturating_sub(now_ms()).max(0);
             tracing::warn!(error = %error, retry_in_ms, "will retry");
         }
-        if let Err(e) = self.record(outcome).await {
+        if let Err(e) = self.record(outcome, attempt).await {
             tracing::error!(error = %e, "could not reschedule; the lease will expire and it will be retried");
         }
     }
 
-    async fn give_up(&self, queue: Queue, id: &str, reason: &str) {
+    async fn give_up(&self, queue: Queue, id: &str, reason: &str, attempt: Option<AttemptRecord>) {
         let dead = Completion::Dead {
             queue,
             id: id.to_string(),
             error: reason.to_string(),
         };
-        match self.record(dead).await {
+        match self.record(dead, attempt).await {
             Ok(_) => {
                 if queue == Queue::Notices {
                     metrics::counter!("gigs_notifier_notices_total", "outcome" => "dead_lettered")
@@ -396,10 +421,12 @@ impl Worker {
     }
 }
 
-/// Delete old processed work every `interval` (retention).
+/// Delete old processed work every `interval` (`retention`), and audit records older than
+/// `audit_retention`.
 pub async fn run_purger(
     store: Store,
     retention: Duration,
+    audit_retention: Duration,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -411,6 +438,14 @@ pub async fn run_purger(
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purge failed; will try again"),
+        }
+        let before = now_ms().saturating_sub(millis(audit_retention));
+        match store.purge_audit(before).await {
+            Ok((records, attempts)) if records + attempts > 0 => {
+                tracing::info!(records, attempts, "purged old audit records")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "audit purge failed; will try again"),
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -237,6 +237,10 @@ pub struct Claimed {
     pub token: String,
     pub now: i64,
     pub completion: Completion,
+    /// A notice's send attempt, for its audit trail (written only if the claim is held).
+    pub attempt: Option<crate::audit::AttemptRecord>,
+    /// For `EventDone`: the keyed hash of each notice's recipient, in order.
+    pub recipient_hashes: Vec<String>,
 }
 
 /// Whether each claim was still held (otherwise nothing was written for it).
@@ -270,6 +274,16 @@ async fn complete_many(
                 let held = finish_many(conn, queue, token, ops, chunk).await?;
                 for &i in chunk {
                     out[i] = held.contains(completion_id(&ops[i].completion));
+                }
+                if queue == super::Queue::Notices {
+                    let now = chunk.iter().map(|&i| ops[i].now).max().unwrap_or(0);
+                    let sent: Vec<_> = chunk
+                        .iter()
+                        .map(|&i| ops[i])
+                        .filter(|op| held.contains(completion_id(&op.completion)))
+                        .map(|op| (completion_id(&op.completion), op.attempt.as_ref()))
+                        .collect();
+                    super::audit::record_sent(conn, now, &sent).await?;
                 }
                 if queue == super::Queue::Events {
                     let done: Vec<&Claimed> = chunk
@@ -319,7 +333,8 @@ async fn finish_many(
     Ok(q.fetch_all(&mut *conn).await?.into_iter().collect())
 }
 
-/// Queue the notices of finished events, in one statement.
+/// Queue the notices of finished events, in one statement, and their audit records in
+/// another.
 async fn insert_notices(conn: &mut AnyConnection, done: &[&Claimed]) -> Result<(), sqlx::Error> {
     let rows: Vec<(&str, i64, i64, &NewNotice)> = done
         .iter()
@@ -337,6 +352,27 @@ async fn insert_notices(conn: &mut AnyConnection, done: &[&Claimed]) -> Result<(
         })
         .flatten()
         .collect();
+    let mut records = Vec::with_capacity(rows.len());
+    for op in done {
+        if let Completion::EventDone { id, notices, .. } = &op.completion {
+            // `Store::complete_attempt` makes one hash per notice; a notice without one would
+            // go unrecorded, so a mismatch is refused rather than written.
+            if op.recipient_hashes.len() != notices.len() {
+                return Err(sqlx::Error::Protocol(
+                    "notices queued without their recipient hashes".to_string(),
+                ));
+            }
+            for (notice, hash) in notices.iter().zip(&op.recipient_hashes) {
+                records.push(super::audit::Queued {
+                    event_id: id,
+                    now: op.now,
+                    notice,
+                    recipient_hash: hash,
+                });
+            }
+        }
+    }
+    super::audit::insert_records(conn, &records).await?;
     for chunk in rows.chunks(256) {
         let mut sql = format!(
             "INSERT INTO notices (id, event_id, kind, recipient, subject, content, next_attempt_at, \
@@ -398,6 +434,10 @@ async fn apply_one(conn: &mut AnyConnection, op: &Claimed) -> Result<bool, sqlx:
         .execute(&mut *conn)
         .await?
         .rows_affected();
+    if n > 0 && *queue == super::Queue::Notices {
+        let dead = matches!(op.completion, Completion::Dead { .. });
+        super::audit::record_failure(conn, id, op.now, op.attempt.as_ref(), dead).await?;
+    }
     Ok(n > 0)
 }
 

@@ -12,6 +12,7 @@
 //! queue ([`batch`]); on SQLite they run on a single write connection, so writers wait their
 //! turn in order instead of sleeping in SQLite's busy handler.
 
+mod audit;
 mod batch;
 pub mod health;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::audit::{AttemptRecord, AuditKey, AuditKeys};
 use batch::{Batcher, ClaimRequest, Claimed, WriteOp, WriteOut};
 pub use batch::{Completion, InsertOutcome};
 use health::{Health, NotReady};
@@ -68,6 +70,8 @@ pub struct StoreOptions {
     pub sqlite_max_pages: Option<u32>,
     /// PostgreSQL `statement_timeout`: one stuck statement cannot hold the write queue.
     pub statement_timeout: Duration,
+    /// `AUDIT_HASH_KEY`; `None`: a key kept in the database (see [`crate::audit`]).
+    pub audit_key: Option<AuditKey>,
 }
 
 impl Default for StoreOptions {
@@ -75,6 +79,7 @@ impl Default for StoreOptions {
         Self {
             sqlite_max_pages: None,
             statement_timeout: Duration::from_secs(5),
+            audit_key: None,
         }
     }
 }
@@ -135,6 +140,11 @@ pub struct NewNotice {
     /// Stable id, also the mail `Idempotency-Key`.
     pub id: String,
     pub kind: &'static str,
+    /// The type of the event behind it (for the audit record).
+    pub event_type: String,
+    /// Gigs ids the notice concerns, when the handler knows them (for the audit record).
+    pub subscription_id: Option<String>,
+    pub user_id: Option<String>,
     pub recipient: String,
     pub subject: String,
     pub content: String,
@@ -221,6 +231,8 @@ pub struct Store {
     writes: Batcher,
     /// Whether writes can commit now (readiness).
     health: Arc<Health>,
+    /// Keys of the audit trail's recipient hash.
+    audit: Arc<AuditKeys>,
 }
 
 impl std::fmt::Debug for Store {
@@ -449,6 +461,8 @@ impl Store {
                 (pool.clone(), pool, Health::without_file())
             }
         };
+        let audit = audit::keys(&write, opts.audit_key.clone()).await?;
+        audit::fill_missing_hashes(&write, &audit).await?;
         let health = Arc::new(health);
         let writers = match backend {
             Backend::Sqlite => 1,
@@ -460,6 +474,7 @@ impl Store {
             write,
             backend,
             health,
+            audit: Arc::new(audit),
         })
     }
 
@@ -549,10 +564,31 @@ impl Store {
     /// event's notices are queued in the same transaction that marks it done. Returns false
     /// (and writes nothing) if the claim was lost meanwhile.
     pub async fn complete(&self, token: &str, completion: Completion) -> Result<bool, StoreError> {
+        self.complete_attempt(token, completion, None).await
+    }
+
+    /// [`Store::complete`] for a notice's send, with the attempt for its audit trail,
+    /// written in the same transaction.
+    pub async fn complete_attempt(
+        &self,
+        token: &str,
+        completion: Completion,
+        attempt: Option<AttemptRecord>,
+    ) -> Result<bool, StoreError> {
+        // Hashed here, before the write queue, so the commit does no more than write.
+        let recipient_hashes = match &completion {
+            Completion::EventDone { notices, .. } => notices
+                .iter()
+                .map(|n| self.audit.hash(&n.recipient))
+                .collect(),
+            _ => Vec::new(),
+        };
         let op = WriteOp::Complete(Claimed {
             token: token.to_string(),
             now: now_ms(),
             completion,
+            attempt,
+            recipient_hashes,
         });
         match self.writes.write(op).await? {
             WriteOut::Completed(held) => Ok(held),
@@ -735,12 +771,16 @@ impl Store {
                  WHERE id = $2 AND state = 'dead'",
                 queue.table()
             );
-            n += sqlx::query(&sql)
+            let requeued = sqlx::query(&sql)
                 .bind(now)
                 .bind(id)
                 .execute(&self.write)
                 .await?
                 .rows_affected();
+            if queue == Queue::Notices && requeued > 0 {
+                audit::reopen(&self.write, id).await?;
+            }
+            n += requeued;
         }
         Ok(n > 0)
     }
@@ -764,7 +804,8 @@ impl Store {
     }
 
     /// Delete processed events and sent notices finished before `before` (dead letters
-    /// stay until an operator deals with them). Returns (events, notices) deleted.
+    /// stay until an operator deals with them). Returns (events, notices) deleted. Their
+    /// audit records stay: see [`Store::purge_audit`].
     pub async fn purge(&self, before: i64) -> Result<(u64, u64), StoreError> {
         let notices = sqlx::query("DELETE FROM notices WHERE state = 'sent' AND finished_at < $1")
             .bind(before)
