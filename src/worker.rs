@@ -266,9 +266,8 @@ impl Worker {
                             id: notice_id(&ev.id, kind, d.role),
                             kind,
                             event_type: ev.event_type.clone(),
-                            // filled by the handlers (issue 10)
-                            subscription_id: None,
-                            user_id: None,
+                            subscription_id: d.subscription.map(|s| s.as_str().to_string()),
+                            user_id: d.user.map(|u| u.as_str().to_string()),
                             recipient: d.to.expose().to_string(),
                             subject: d.notice.subject(),
                             content: d.notice.content(),

@@ -80,15 +80,6 @@ async fn exec(pool: &sqlx::AnyPool, sql: &str) {
     sqlx::query(sql).execute(pool).await.unwrap();
 }
 
-/// Stands in for the handlers until they fill `user_id` (issue 10); a no-op after that.
-async fn stand_in_user_ids(pool: &sqlx::AnyPool) {
-    sqlx::query("UPDATE notice_audit SET user_id = $1 WHERE user_id IS NULL")
-        .bind(USER)
-        .execute(pool)
-        .await
-        .unwrap();
-}
-
 /// Every value of every row of `table`, as text.
 async fn table_text(pool: &sqlx::AnyPool, table: &str) -> String {
     let mut text = String::new();
@@ -176,7 +167,6 @@ async fn a_retried_notice_is_proven_after_its_address_is_purged(b: Backend) {
     let address = mails[0].1["to"].as_str().unwrap().to_string();
     let db = app.db.as_ref().unwrap().url.clone();
     let pool = pool(&app).await;
-    stand_in_user_ids(&pool).await;
 
     // The CLI (its own process, only DATABASE_URL) and the admin endpoint agree.
     assert_retried_then_sent(&list_json(&db, &["--user", USER]).await);

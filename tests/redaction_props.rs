@@ -37,7 +37,20 @@ const FIXTURES: &[(&str, usize)] = &[
     ("subscription.renewed.json", 1),
     ("subscription.resumed.json", 1),
     ("subscriptionChange.applied.json", 1),
-    ("user.updated.email.json", 2),
+    ("subscriptionChange.applied.sim.json", 1),
+    ("subscriptionChange.applied.both.json", 1),
+    ("subscriptionChange.applied.neither.json", 0),
+    ("subscriptionChange.created.json", 1),
+    ("subscriptionChange.failed.json", 1),
+    ("subscriptionChange.canceled.json", 1),
+    ("portOut.created.json", 1),
+    ("portOut.created.cancelOnly.json", 1),
+    ("portOut.completed.json", 1),
+    ("portOut.expired.json", 1),
+    ("portOut.failed.json", 1),
+    ("user.address.created.json", 1),
+    ("user.address.deleted.json", 1),
+    ("user.updated.email.json", 1),
     ("user.updated.json", 1),
     ("user.updated.locale.json", 0),
 ];
@@ -110,6 +123,8 @@ const FIELDS: &[(&str, &str)] = &[
     ("line2", "(Apartment|Suite|Floor) [1-9][0-9]{0,2}[A-F]"),
     ("city", "[A-Z][a-zéèêàç]{5,12}"),
     ("postalCode", "[0-9]{5}-[0-9]{4}"),
+    ("activationCode", "LPA:1\\$smdp[a-z]{4}\\.example\\$[A-Z0-9]{10}"),
+    ("qrCodeUrl", "https://qr[a-z]{4}\\.example/[A-Z0-9]{10}\\.png"),
 ];
 
 fn person() -> impl Strategy<Value = Person> {
@@ -194,8 +209,16 @@ impl Live {
                 "^/projects/{PROJECT}/subscriptions/sub_[A-Za-z0-9]+$"
             )))
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "object": "subscription", "id": "sub_x", "status": "active", "user": owner
+                "object": "subscription", "id": "sub_x", "status": "active",
+                "phoneNumber": p.get("phoneNumber"), "user": owner.clone()
             })))
+            .mount(&self.gigs)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(format!(
+                "^/projects/{PROJECT}/users/usr_[A-Za-z0-9]+$"
+            )))
+            .respond_with(ResponseTemplate::new(200).set_body_json(owner))
             .mount(&self.gigs)
             .await;
         Mock::given(method("GET"))
@@ -346,6 +369,8 @@ proptest! {
                 }),
                 format!("{:?}", NewNotice {
                     id: "ntc_1".into(), kind: "account_information_changed",
+                    event_type: "com.gigs.user.updated".into(),
+                    subscription_id: None, user_id: Some("usr_1".into()),
                     recipient: p.get("email").into(),
                     subject: "Your account information changed".into(),
                     content: "Your name changed.".into(),

@@ -20,6 +20,8 @@ pub const PROJECT: &str = "acme";
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const SECOND_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 pub const OWNER_EMAIL: &str = "owner@example.org";
+/// The phone number of every subscription the fake Core API knows; notices may show "0147".
+pub const OWNER_PHONE: &str = "+15555550147";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -298,12 +300,28 @@ pub async fn gigs_knows_everyone(gigs: &MockServer) {
         .respond_with(ResponseTemplate::new(200).set_body_json(list_body(1)))
         .mount(gigs)
         .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(format!(
+            "^/projects/{PROJECT}/users/usr_[A-Za-z0-9]+$"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(user_body("usr_owner", OWNER_EMAIL)))
+        .mount(gigs)
+        .await;
 }
 
 pub fn subscription_body(user: &str, email: &str) -> Value {
     serde_json::json!({
         "object": "subscription", "id": "sub_x", "status": "active", "brandNewField": {"a": 1},
+        "phoneNumber": OWNER_PHONE,
         "user": {"object": "user", "id": user, "email": email, "fullName": "Owner Person"}
+    })
+}
+
+/// A Core API user.
+pub fn user_body(user: &str, email: &str) -> Value {
+    serde_json::json!({
+        "object": "user", "id": user, "email": email, "fullName": "Owner Person",
+        "birthday": "1961-02-03", "preferredLocale": "en-US"
     })
 }
 
