@@ -103,7 +103,7 @@ pub(super) async fn insert_records(
         let mut sql = format!(
             "INSERT INTO notice_audit (notice_id, event_id, event_type, kind, subscription_id, \
              user_id, recipient_hash, created_at) VALUES {}",
-            super::values_list(chunk.len(), &[1, 2, 3, 4, 5, 6, 7, 8])
+            super::sql::values_list(chunk.len(), &[1, 2, 3, 4, 5, 6, 7, 8])
         );
         sql.push_str(" ON CONFLICT (notice_id) DO NOTHING");
         let mut q = sqlx::query(&sql);

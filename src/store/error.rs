@@ -1,0 +1,99 @@
+//! Store errors, kept with their source and classified once: what a caller does about a
+//! failure (503 and retry, retry the batch, or treat as a bug) is decided here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::health::NotReady;
+use crate::audit::AuditKey;
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A store failure. The ingress answers 503 for it; the worker retries later.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("the database did not finish a write within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    NotReady(#[from] NotReady),
+    /// The shared failure of a group-committed batch, handed to each write in it.
+    #[error(transparent)]
+    Batch(Arc<StoreError>),
+}
+
+impl StoreError {
+    /// The error behind a shared batch failure.
+    pub fn root(&self) -> &StoreError {
+        match self {
+            Self::Batch(e) => e.root(),
+            other => other,
+        }
+    }
+}
+
+/// How the store opens its database, beyond the URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// SQLite `PRAGMA max_page_count`: caps the file's size (pages of 4 KiB). `None` leaves
+    /// SQLite's own limit.
+    pub sqlite_max_pages: Option<u32>,
+    /// PostgreSQL `statement_timeout`: one stuck statement cannot hold the write queue.
+    pub statement_timeout: Duration,
+    /// `AUDIT_HASH_KEY`; `None`: a key kept in the database (see [`crate::audit`]).
+    pub audit_key: Option<AuditKey>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            sqlite_max_pages: None,
+            statement_timeout: Duration::from_secs(5),
+            audit_key: None,
+        }
+    }
+}
+
+/// What a store failure means for its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The database cannot take the write now (down, full, replaced, too slow, closing):
+    /// answer 503, try again later.
+    Unavailable,
+    /// Another writer got in the way (deadlock, serialization failure): the same batch may
+    /// simply be tried again.
+    Conflict,
+    /// A mistake of ours (bad SQL, a decode error): retrying will not help.
+    Bug,
+}
+
+impl StoreError {
+    /// The class of the failure behind this one.
+    pub fn class(&self) -> ErrorClass {
+        match self.root() {
+            Self::Database(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                ErrorClass::Conflict
+            }
+            Self::Database(
+                sqlx::Error::ColumnDecode { .. }
+                | sqlx::Error::ColumnNotFound(_)
+                | sqlx::Error::TypeNotFound { .. }
+                | sqlx::Error::Decode(_),
+            )
+            | Self::Migrate(_) => ErrorClass::Bug,
+            _ => ErrorClass::Unavailable,
+        }
+    }
+}

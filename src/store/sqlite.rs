@@ -1,0 +1,108 @@
+//! SQLite: how the store opens its file (pragmas, create-then-`mode=rw`, the file's
+//! identity for readiness) and its own migrations. One write connection: writers queue in
+//! order instead of sleeping in SQLite's busy handler.
+
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor, Row};
+
+use super::health::{self, Health, NotReady};
+use super::{StoreError, StoreOptions};
+
+/// The opened database: a read pool, the single write connection's pool, and the health
+/// watch on its file.
+pub(super) struct Opened {
+    pub read: AnyPool,
+    pub write: AnyPool,
+    pub health: Health,
+}
+
+/// Create the file if needed and migrate it, then open it with `mode=rw`, so a file removed
+/// under the running service is never silently created again, empty, by a reconnect.
+pub(super) async fn open(url: &str, opts: &StoreOptions) -> Result<Opened, StoreError> {
+    let pragmas = format!(
+        // WAL lets readers run beside the writer; synchronous=FULL keeps every acknowledged
+        // commit on disk (no durability traded away).
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=3000;{}",
+        opts.sqlite_max_pages
+            .map(|n| format!(" PRAGMA max_page_count={n};"))
+            .unwrap_or_default()
+    );
+    let pool = |max| {
+        let pragmas = pragmas.clone();
+        // A local file cannot drop like a network link: skip the ping sqlx sends before
+        // every acquire (a round trip to SQLite's thread each).
+        AnyPoolOptions::new()
+            // Short: while the database is away, deliveries get a prompt 503.
+            .acquire_timeout(Duration::from_secs(3))
+            .min_connections(0)
+            .max_connections(max)
+            .test_before_acquire(false)
+            .after_connect(move |conn, _| {
+                let pragmas = pragmas.clone();
+                Box::pin(async move {
+                    conn.execute(pragmas.as_str()).await?;
+                    Ok(())
+                })
+            })
+    };
+    let create = pool(1).connect(&with_mode(url, "rwc")).await?;
+    sqlx::migrate!("./migrations/sqlite").run(&create).await?;
+    create.close().await;
+    let url = with_mode(url, "rw");
+    let write = pool(1).connect(&url).await?;
+    let health = Health::for_file(&sqlite_path(&url)).map_err(sqlx::Error::Io)?;
+    Ok(Opened {
+        read: pool(4).connect(&url).await?,
+        write,
+        health,
+    })
+}
+
+/// The file behind a `sqlite:` URL (`sqlite://PATH?…`, `sqlite:PATH`).
+fn sqlite_path(url: &str) -> std::path::PathBuf {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    std::path::PathBuf::from(rest.split('?').next().unwrap_or(rest))
+}
+
+/// `url` with `mode=…` set, unless the operator set one.
+fn with_mode(url: &str, mode: &str) -> String {
+    if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode={mode}")
+    } else {
+        format!("{url}?mode={mode}")
+    }
+}
+
+/// Fails when fewer than [`health::MIN_FREE_BYTES`] (or a sixteenth of a smaller cap)
+/// remain under `max_page_count`; free pages inside the file count as room.
+pub(super) async fn page_headroom(write: &AnyPool) -> Result<(), NotReady> {
+    let row = sqlx::query(
+        "SELECT (SELECT max_page_count FROM pragma_max_page_count()) AS max_pages, \
+         (SELECT page_count FROM pragma_page_count()) AS pages, \
+         (SELECT freelist_count FROM pragma_freelist_count()) AS free_pages, \
+         (SELECT page_size FROM pragma_page_size()) AS page_size",
+    )
+    .fetch_one(write)
+    .await
+    .map_err(|_| NotReady::Unreachable)?;
+    let get = |name: &str| row.try_get::<i64, _>(name).unwrap_or(0).max(0) as u64;
+    let room = get("max_pages")
+        .saturating_sub(get("pages"))
+        .saturating_add(get("free_pages"))
+        .saturating_mul(get("page_size"));
+    // A small cap (tests, tiny devices) asks for a sixteenth of itself, not a full MiB.
+    let cap = get("max_pages").saturating_mul(get("page_size"));
+    if room < health::MIN_FREE_BYTES.min(cap / 16) {
+        return Err(NotReady::Full(format!(
+            "{room} bytes left under max_page_count"
+        )));
+    }
+    Ok(())
+}
