@@ -120,7 +120,7 @@ async fn two_replicas_share_1000_events_and_survive_one_sigkill() {
 
     let expected: HashSet<String> = (0..EVENTS)
         .map(|i| {
-            gigs_notifier::worker::notice_id(
+            gigs_notifier::notice::notice_id(
                 &format!("evt_rep{i:04}"),
                 FIXTURES[i % FIXTURES.len()].1,
                 "owner",
