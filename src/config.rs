@@ -10,12 +10,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::notice::NoticeKind;
 use crate::store::StoreOptions;
+/// The signing secret lives with the signature code; named here too, beside the settings.
+pub use crate::webhook::signature::WebhookSecret;
 
 /// A settings problem, worded for the operator who has to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -407,58 +408,6 @@ pub enum LogFormat {
     Json,
     /// Human-readable, for a terminal.
     Pretty,
-}
-
-/// A Standard Webhooks signing secret: the raw HMAC key bytes.
-#[derive(Clone)]
-pub struct WebhookSecret(Vec<u8>);
-
-impl WebhookSecret {
-    /// Parse `whsec_<base64>` (the prefix is optional); the key must be 24 to 64 bytes.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let b64 = text.strip_prefix("whsec_").unwrap_or(text);
-        // Padding is optional: some tools print secrets without the trailing '='.
-        const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new()
-                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-        );
-        let bytes = LENIENT
-            .decode(b64)
-            .map_err(|_| "is not base64 after the optional whsec_ prefix".to_string())?;
-        if !(24..=64).contains(&bytes.len()) {
-            return Err(format!(
-                "must decode to 24 to 64 bytes, got {}",
-                bytes.len()
-            ));
-        }
-        Ok(Self(bytes))
-    }
-
-    /// The HMAC key.
-    pub fn key(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// The `whsec_…` form (used by `demo` to hand its own secret to `replay`).
-    pub fn to_whsec(&self) -> SecretString {
-        SecretString::from(format!(
-            "whsec_{}",
-            base64::engine::general_purpose::STANDARD.encode(&self.0)
-        ))
-    }
-
-    /// A fresh random secret (for `demo`).
-    pub fn random() -> Self {
-        let bytes: [u8; 32] = rand::random();
-        Self(bytes.to_vec())
-    }
-}
-
-impl std::fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(<redacted>)")
-    }
 }
 
 /// Validated settings for `serve`.

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use crate::event::{Envelope, EnvelopeError};
 use crate::store::{now_ms, InsertOutcome, NewEvent, Store};
-pub use signature::{sign, SignatureError, Verifier};
+pub use signature::{sign, SignatureError, Verifier, WebhookSecret};
 
 /// Longest the ingress waits for the store before answering 503.
 const STORE_DEADLINE: Duration = Duration::from_secs(10);
