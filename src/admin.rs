@@ -1,11 +1,10 @@
 //! `/admin/…`: dead letters and the notices' audit trail over HTTP, only when `ADMIN_TOKEN`
-//! is set, behind a bearer check.
+//! is set, behind a bearer check. Refusals are [`ApiError`]s, like every route's.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,8 +12,9 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::config::Settings;
+use crate::http_error::ApiError;
 use crate::store::{now_ms, Store};
-use crate::webhook::{error_response, AppState};
+use crate::webhook::AppState;
 
 /// The admin routes, or none when no token is configured.
 pub fn router(state: AppState, settings: &Settings) -> Router {
@@ -44,68 +44,51 @@ async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(token) if settings.admin_token_matches(token) => next.run(req).await,
-        _ => error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid admin bearer token is required",
-        ),
+        _ => ApiError::Unauthorized.into_response(),
     }
 }
 
-fn no_such_dead_letter() -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no dead letter has that id",
-    )
+fn no_such_dead_letter() -> ApiError {
+    ApiError::NotFound("no dead letter has that id")
 }
 
-fn store_error(e: crate::store::StoreError) -> Response {
-    tracing::error!(error = %e, "admin request failed");
-    error_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        "the store cannot be reached",
-    )
-}
-
-async fn list(State(store): State<Store>) -> Response {
+async fn list(State(store): State<Store>) -> Result<Response, ApiError> {
     match store.dead_letters().await {
-        Ok(items) => Json(json!({ "items": items })).into_response(),
-        Err(e) => store_error(e),
+        Ok(items) => Ok(Json(json!({ "items": items })).into_response()),
+        Err(e) => Err(ApiError::StoreUnreachable(e)),
     }
 }
 
-async fn show(State(store): State<Store>, Path(id): Path<String>) -> Response {
+async fn show(State(store): State<Store>, Path(id): Path<String>) -> Result<Response, ApiError> {
     match crate::dead_letters::detail(&store, &id).await {
-        Ok(Some(detail)) => Json(detail).into_response(),
-        Ok(None) => no_such_dead_letter(),
-        Err(e) => store_error(e),
+        Ok(Some(detail)) => Ok(Json(detail).into_response()),
+        Ok(None) => Err(no_such_dead_letter()),
+        Err(e) => Err(ApiError::StoreUnreachable(e)),
     }
 }
 
-async fn retry(State(store): State<Store>, Path(id): Path<String>) -> Response {
+async fn retry(State(store): State<Store>, Path(id): Path<String>) -> Result<Response, ApiError> {
     match store.retry_dead_letter(&id, now_ms()).await {
-        Ok(true) => Json(json!({ "status": "requeued", "id": id })).into_response(),
-        Ok(false) => no_such_dead_letter(),
-        Err(e) => store_error(e),
+        Ok(true) => Ok(Json(json!({ "status": "requeued", "id": id })).into_response()),
+        Ok(false) => Err(no_such_dead_letter()),
+        Err(e) => Err(ApiError::StoreUnreachable(e)),
     }
 }
 
-async fn purge(State(store): State<Store>, Path(id): Path<String>) -> Response {
+async fn purge(State(store): State<Store>, Path(id): Path<String>) -> Result<Response, ApiError> {
     match store.purge_dead_letter(&id).await {
-        Ok(true) => Json(json!({ "status": "deleted", "id": id })).into_response(),
-        Ok(false) => no_such_dead_letter(),
-        Err(e) => store_error(e),
+        Ok(true) => Ok(Json(json!({ "status": "deleted", "id": id })).into_response()),
+        Ok(false) => Err(no_such_dead_letter()),
+        Err(e) => Err(ApiError::StoreUnreachable(e)),
     }
 }
 
-async fn retry_all(State(store): State<Store>) -> Response {
+async fn retry_all(State(store): State<Store>) -> Result<Response, ApiError> {
     match crate::dead_letters::retry_all(&store, |_, _, _| {}).await {
         Ok((requeued, _)) => {
-            Json(json!({ "status": "requeued", "count": requeued })).into_response()
+            Ok(Json(json!({ "status": "requeued", "count": requeued })).into_response())
         }
-        Err(e) => store_error(e),
+        Err(e) => Err(ApiError::StoreUnreachable(e)),
     }
 }
 
@@ -125,13 +108,9 @@ struct NoticesQuery {
 async fn notices(
     State(store): State<Store>,
     query: Result<Query<NoticesQuery>, QueryRejection>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let Ok(Query(q)) = query else {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            "the query string could not be read",
-        );
+        return Err(ApiError::UnreadableQuery);
     };
     let filter = match crate::audit::filter_from_query(
         q.user,
@@ -142,10 +121,10 @@ async fn notices(
         q.limit,
     ) {
         Ok(f) => f,
-        Err((code, message)) => return error_response(StatusCode::BAD_REQUEST, code, &message),
+        Err((code, message)) => return Err(ApiError::BadQuery { code, message }),
     };
     match store.notice_audit(&filter).await {
-        Ok(items) => Json(json!({ "items": items })).into_response(),
-        Err(e) => store_error(e),
+        Ok(items) => Ok(Json(json!({ "items": items })).into_response()),
+        Err(e) => Err(ApiError::StoreUnreachable(e)),
     }
 }

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod event;
 pub mod gigs;
 pub mod handlers;
+pub mod http_error;
 pub mod mail;
 pub mod mask;
 pub mod notice;

@@ -1,4 +1,4 @@
-//! HTTP: the Gigs ingress, health, readiness and metrics.
+//! HTTP: the Gigs ingress, health, readiness and metrics. Refusals are [`ApiError`]s.
 
 pub mod signature;
 
@@ -16,8 +16,9 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::event::{Envelope, EnvelopeError};
+pub use crate::http_error::ApiError;
 use crate::store::{now_ms, InsertOutcome, NewEvent, Store};
-pub use signature::{sign, SignatureError, Verifier};
+pub use signature::{sign, SignatureError, Verifier, WebhookSecret};
 
 /// Longest the ingress waits for the store before answering 503.
 const STORE_DEADLINE: Duration = Duration::from_secs(10);
@@ -35,50 +36,6 @@ pub struct AppState {
     pub body_timeout: Duration,
 }
 
-/// An ingress refusal: status plus `{"error", "message"}`. 5xx causes are logged, not sent.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error(transparent)]
-    Signature(#[from] SignatureError),
-    #[error(transparent)]
-    Envelope(#[from] EnvelopeError),
-    #[error("body is larger than the limit of {0} bytes")]
-    TooLarge(usize),
-    #[error("body could not be read")]
-    BadBody,
-    #[error("the body did not arrive within {} seconds", .0.as_secs())]
-    BodyTimeout(Duration),
-    #[error("the event store is unavailable; retry later")]
-    StoreUnavailable,
-}
-
-impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            Self::Signature(e) => (StatusCode::UNAUTHORIZED, e.code()),
-            Self::Envelope(e) => (StatusCode::BAD_REQUEST, e.code()),
-            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::BadBody => (StatusCode::BAD_REQUEST, "unreadable_body"),
-            Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
-            Self::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        metrics::counter!("gigs_notifier_events_received_total", "event_type" => "unknown", "outcome" => "rejected", "reason" => code)
-            .increment(1);
-        error_response(status, code, &self.to_string())
-    }
-}
-
-/// The JSON error body every refusal uses.
-pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({ "error": code, "message": message }))).into_response()
-}
-
 /// The service's routes (admin routes are merged in by the caller when enabled).
 pub fn router(state: AppState) -> Router {
     let body_limit = state.body_limit;
@@ -93,22 +50,26 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .fallback(|| async {
-            error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
-        })
-        .method_not_allowed_fallback(|| async {
-            error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this endpoint does not take that method",
-            )
-        })
+        .fallback(|| async { ApiError::NotFound("no such endpoint") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 
-/// Verify, parse, store, acknowledge: in that order, and 2xx only after the commit.
-#[tracing::instrument(skip_all, fields(event_id, event_type))]
+/// The ingress route: every refusal of a delivery is counted, by reason.
 async fn receive(
+    state: State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    ingest(state, headers, request).await.inspect_err(|e| {
+        metrics::counter!("gigs_notifier_events_received_total", "event_type" => "unknown", "outcome" => "rejected", "reason" => e.code())
+            .increment(1);
+    })
+}
+
+/// Verify, parse, store, acknowledge: in that order, and 2xx only after the commit.
+#[tracing::instrument(name = "receive", skip_all, fields(event_id, event_type))]
+async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
     request: Request,
@@ -208,19 +169,15 @@ fn count(event_type: &'static str, outcome: &'static str) {
 }
 
 /// Ready only while a delivery could be stored: see [`Store::readiness`].
-async fn ready(State(state): State<AppState>) -> Response {
+async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
     let not_ready =
         match tokio::time::timeout(Duration::from_secs(2), state.store.readiness()).await {
-            Ok(Ok(())) => return Json(json!({ "status": "ready" })).into_response(),
+            Ok(Ok(())) => return Ok(Json(json!({ "status": "ready" })).into_response()),
             Ok(Err(e)) => e,
             Err(_) => crate::store::health::NotReady::Unreachable,
         };
     tracing::warn!(reason = not_ready.code(), "not ready");
-    error_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        not_ready.code(),
-        &not_ready.to_string(),
-    )
+    Err(ApiError::NotReady(not_ready))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -3,18 +3,71 @@
 //! Signed content is `{id}.{timestamp}.{raw body}`, HMAC-SHA256 keyed with the bytes after
 //! `whsec_`; the signature header holds space-separated `v1,<base64>` entries. Verification
 //! runs over the raw bytes, before anything is parsed.
+//!
+//! The signing secret ([`WebhookSecret`]) lives here too, beside the code that uses it.
 
 use std::num::IntErrorKind;
 
 use axum::http::HeaderMap;
 use base64::Engine;
 use hmac::{digest::CtOutput, Hmac, Mac};
+use secrecy::SecretString;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::config::WebhookSecret;
-
 type HmacSha256 = Hmac<Sha256>;
+
+/// A Standard Webhooks signing secret: the raw HMAC key bytes.
+#[derive(Clone)]
+pub struct WebhookSecret(Vec<u8>);
+
+impl WebhookSecret {
+    /// Parse `whsec_<base64>` (the prefix is optional); the key must be 24 to 64 bytes.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let b64 = text.strip_prefix("whsec_").unwrap_or(text);
+        // Padding is optional: some tools print secrets without the trailing '='.
+        const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        let bytes = LENIENT
+            .decode(b64)
+            .map_err(|_| "is not base64 after the optional whsec_ prefix".to_string())?;
+        if !(24..=64).contains(&bytes.len()) {
+            return Err(format!(
+                "must decode to 24 to 64 bytes, got {}",
+                bytes.len()
+            ));
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The HMAC key.
+    pub fn key(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The `whsec_…` form (used by `demo` to hand its own secret to `replay`).
+    pub fn to_whsec(&self) -> SecretString {
+        SecretString::from(format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(&self.0)
+        ))
+    }
+
+    /// A fresh random secret (for `demo`).
+    pub fn random() -> Self {
+        let bytes: [u8; 32] = rand::random();
+        Self(bytes.to_vec())
+    }
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
 
 /// Why a delivery's signature was refused. The messages say what to fix, never a secret.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
