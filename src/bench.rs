@@ -68,27 +68,27 @@ impl Options {
 /// The event mix: realistic bodies (0.5-4.6 KB), three of five needing a Core API call.
 const MIX: [(&str, &str, &str); 5] = [
     (
-        include_str!("../tests/fixtures/subscription.created.json"),
+        include_str!("../fixtures/subscription.created.json"),
         "subscription_created",
         "owner",
     ),
     (
-        include_str!("../tests/fixtures/portOutCredentials.issued.json"),
+        include_str!("../fixtures/portOutCredentials.issued.json"),
         "port_out_credentials_issued",
         "owner",
     ),
     (
-        include_str!("../tests/fixtures/subscription.activated.json"),
+        include_str!("../fixtures/subscription.activated.json"),
         "subscription_activated",
         "owner",
     ),
     (
-        include_str!("../tests/fixtures/subscriptionChange.applied.json"),
+        include_str!("../fixtures/subscriptionChange.applied.json"),
         "plan_changed",
         "owner",
     ),
     (
-        include_str!("../tests/fixtures/user.updated.json"),
+        include_str!("../fixtures/user.updated.json"),
         "account_information_changed",
         "account",
     ),

@@ -251,5 +251,8 @@ async fn switching_off_a_required_kind_warns_naming_the_rule() {
         .lines()
         .find(|l| l.contains("port_out_requested"))
         .unwrap_or_else(|| panic!("no warning:\n{log}"));
-    assert!(warning.contains("WARN") && warning.contains("FCC 23-95"), "{warning}");
+    assert!(
+        warning.contains("WARN") && warning.contains("FCC 23-95"),
+        "{warning}"
+    );
 }
