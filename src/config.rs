@@ -54,6 +54,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("NOTICE_KINDS_DISABLED", Some("")),
     ("HTTP_TIMEOUT_SECS", Some("10")),
     ("WORKER_CONCURRENCY", Some("64")),
+    ("WORKER_PAUSED", Some("false")),
     ("MAIL_CONCURRENCY_PER_RECIPIENT", Some("2")),
     ("SQLITE_MAX_PAGES", Some("0")),
     ("DATABASE_STATEMENT_TIMEOUT_SECS", Some("5")),
@@ -180,6 +181,18 @@ impl RawSettings {
             return Err(ConfigError::new(key, "must be greater than 0"));
         }
         Ok(n)
+    }
+
+    /// `true` or `false` (TOML booleans arrive as these words).
+    fn flag(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.required(key)? {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(ConfigError::new(
+                key,
+                format!("must be true or false, got {other:?}"),
+            )),
+        }
     }
 
     /// A number of days as a duration; too many to count in seconds is an error, not a wrap.
@@ -362,6 +375,7 @@ impl RawSettings {
             notice_kinds_disabled,
             http_timeout: Duration::from_secs(self.number("HTTP_TIMEOUT_SECS")?),
             worker_concurrency: concurrency,
+            worker_paused: self.flag("WORKER_PAUSED")?,
             mail_concurrency_per_recipient: self.positive("MAIL_CONCURRENCY_PER_RECIPIENT")?,
             store: StoreOptions {
                 sqlite_max_pages: match self.number::<u32>("SQLITE_MAX_PAGES")? {
@@ -486,6 +500,8 @@ pub struct Settings {
     pub http_timeout: Duration,
     /// How many events / notices one replica works on at once (half each).
     pub worker_concurrency: usize,
+    /// Accept and store deliveries but claim no work (maintenance, benchmarking bare ingest).
+    pub worker_paused: bool,
     /// In-flight mail calls one recipient may hold, so one whose calls hang cannot take
     /// the notices' whole share.
     pub mail_concurrency_per_recipient: usize,
@@ -525,6 +541,7 @@ impl std::fmt::Debug for Settings {
             .field("database_url", &redact_password(&self.database_url))
             .field("listen_addr", &self.listen_addr)
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("worker_paused", &self.worker_paused)
             .field("store", &self.store)
             .finish_non_exhaustive()
     }
@@ -587,6 +604,7 @@ mod tests {
         assert_eq!(s.idle_timeout, Duration::from_secs(30));
         assert_eq!(s.audit_retention, Duration::from_secs(1095 * 86_400));
         assert!(s.store.audit_key.is_none());
+        assert!(!s.worker_paused);
     }
 
     #[test]
@@ -615,6 +633,7 @@ mod tests {
             ("IDLE_TIMEOUT_SECS", "0"),
             ("AUDIT_HASH_KEY", "too-short-a-secret"),
             ("AUDIT_RETENTION_DAYS", "213503982334602"),
+            ("WORKER_PAUSED", "yes"),
         ];
         for (key, value) in cases {
             let mut raw = base();
