@@ -1,19 +1,22 @@
 # syntax=docker/dockerfile:1
 # Build: dependencies first (cached until Cargo.toml/Cargo.lock change), then the service.
+# Only the service is built: the workspace's other member (bench/) is a stub that lets Cargo
+# read the manifests. Nothing comes from tests/ (demo's bundled events are in fixtures/).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
-RUN mkdir -p src tests \
+COPY bench/Cargo.toml ./bench/
+RUN mkdir -p src bench/src \
  && echo 'fn main() {}' > src/main.rs \
- && echo 'fn main() {}' > tests/postgres_suite.rs \
+ && echo 'fn main() {}' > bench/src/main.rs \
  && touch src/lib.rs \
- && cargo build --release --locked --bin gigs-notifier \
- && rm -rf src tests
+ && cargo build --release --locked -p gigs-notifier --bin gigs-notifier \
+ && rm -rf src
 COPY src ./src
 COPY migrations ./migrations
-COPY tests ./tests
+COPY fixtures ./fixtures
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --bin gigs-notifier \
+ && cargo build --release --locked -p gigs-notifier --bin gigs-notifier \
  && mkdir -p /data
 
 # Run: a small image with CA certificates and libc only, as a non-root user.

@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 KEY = base64.b64decode(SECRET[len("whsec_"):] + "==")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURE = json.load(open(os.path.join(ROOT, "tests/fixtures/subscription.created.json")))
+FIXTURE = json.load(open(os.path.join(ROOT, "fixtures/subscription.created.json")))
 
 
 class Fake(http.server.BaseHTTPRequestHandler):

@@ -22,103 +22,103 @@ use crate::Application;
 pub const FIXTURES: &[(&str, &str)] = &[
     (
         "subscription.created",
-        include_str!("../tests/fixtures/subscription.created.json"),
+        include_str!("../fixtures/subscription.created.json"),
     ),
     (
         "subscription.activated",
-        include_str!("../tests/fixtures/subscription.activated.json"),
+        include_str!("../fixtures/subscription.activated.json"),
     ),
     (
         "subscription.renewed",
-        include_str!("../tests/fixtures/subscription.renewed.json"),
+        include_str!("../fixtures/subscription.renewed.json"),
     ),
     (
         "subscription.canceled",
-        include_str!("../tests/fixtures/subscription.canceled.json"),
+        include_str!("../fixtures/subscription.canceled.json"),
     ),
     (
         "subscription.resumed",
-        include_str!("../tests/fixtures/subscription.resumed.json"),
+        include_str!("../fixtures/subscription.resumed.json"),
     ),
     (
         "subscription.ended",
-        include_str!("../tests/fixtures/subscription.ended.json"),
+        include_str!("../fixtures/subscription.ended.json"),
     ),
     (
         "portOutCredentials.issued",
-        include_str!("../tests/fixtures/portOutCredentials.issued.json"),
+        include_str!("../fixtures/portOutCredentials.issued.json"),
     ),
     (
         "portOut.created",
-        include_str!("../tests/fixtures/portOut.created.json"),
+        include_str!("../fixtures/portOut.created.json"),
     ),
     (
         "portOut.created (cancelOnly)",
-        include_str!("../tests/fixtures/portOut.created.cancelOnly.json"),
+        include_str!("../fixtures/portOut.created.cancelOnly.json"),
     ),
     (
         "portOut.completed",
-        include_str!("../tests/fixtures/portOut.completed.json"),
+        include_str!("../fixtures/portOut.completed.json"),
     ),
     (
         "portOut.expired",
-        include_str!("../tests/fixtures/portOut.expired.json"),
+        include_str!("../fixtures/portOut.expired.json"),
     ),
     (
         "portOut.failed",
-        include_str!("../tests/fixtures/portOut.failed.json"),
+        include_str!("../fixtures/portOut.failed.json"),
     ),
     (
         "subscriptionChange.created (SIM)",
-        include_str!("../tests/fixtures/subscriptionChange.created.json"),
+        include_str!("../fixtures/subscriptionChange.created.json"),
     ),
     (
         "subscriptionChange.applied",
-        include_str!("../tests/fixtures/subscriptionChange.applied.json"),
+        include_str!("../fixtures/subscriptionChange.applied.json"),
     ),
     (
         "subscriptionChange.applied (SIM)",
-        include_str!("../tests/fixtures/subscriptionChange.applied.sim.json"),
+        include_str!("../fixtures/subscriptionChange.applied.sim.json"),
     ),
     (
         "subscriptionChange.applied (SIM+plan)",
-        include_str!("../tests/fixtures/subscriptionChange.applied.both.json"),
+        include_str!("../fixtures/subscriptionChange.applied.both.json"),
     ),
     (
         "subscriptionChange.applied (neither)",
-        include_str!("../tests/fixtures/subscriptionChange.applied.neither.json"),
+        include_str!("../fixtures/subscriptionChange.applied.neither.json"),
     ),
     (
         "subscriptionChange.failed",
-        include_str!("../tests/fixtures/subscriptionChange.failed.json"),
+        include_str!("../fixtures/subscriptionChange.failed.json"),
     ),
     (
         "subscriptionChange.canceled",
-        include_str!("../tests/fixtures/subscriptionChange.canceled.json"),
+        include_str!("../fixtures/subscriptionChange.canceled.json"),
     ),
     (
         "user.updated",
-        include_str!("../tests/fixtures/user.updated.json"),
+        include_str!("../fixtures/user.updated.json"),
     ),
     (
         "user.updated (email)",
-        include_str!("../tests/fixtures/user.updated.email.json"),
+        include_str!("../fixtures/user.updated.email.json"),
     ),
     (
         "user.updated (locale only)",
-        include_str!("../tests/fixtures/user.updated.locale.json"),
+        include_str!("../fixtures/user.updated.locale.json"),
     ),
     (
         "user.address.created",
-        include_str!("../tests/fixtures/user.address.created.json"),
+        include_str!("../fixtures/user.address.created.json"),
     ),
     (
         "user.address.deleted",
-        include_str!("../tests/fixtures/user.address.deleted.json"),
+        include_str!("../fixtures/user.address.deleted.json"),
     ),
     (
         "sim.activated (unhandled)",
-        include_str!("../tests/fixtures/unhandled.sim.activated.json"),
+        include_str!("../fixtures/unhandled.sim.activated.json"),
     ),
 ];
 

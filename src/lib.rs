@@ -4,7 +4,6 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
-pub mod bench;
 pub mod config;
 pub mod dead_letters;
 pub mod demo;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gigs_notifier::config::{LogFormat, RawSettings, WebhookSecret};
-use gigs_notifier::{app, bench, demo, replay, store::Store, telemetry, Application};
+use gigs_notifier::{app, demo, replay, store::Store, telemetry, Application};
 
 #[derive(Parser)]
 #[command(
@@ -39,24 +39,6 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Measure ingest throughput, ack and end-to-end latency, peak RSS (see BENCHMARKS.md).
-    Bench {
-        /// A short smoke run for CI: proves the benchmark works, numbers mean little.
-        #[arg(long)]
-        quick: bool,
-        /// Rounds to take the median of.
-        #[arg(long)]
-        rounds: Option<usize>,
-        /// Events in each throughput phase.
-        #[arg(long)]
-        events: Option<usize>,
-        /// Connections the load tool keeps open.
-        #[arg(long)]
-        concurrency: Option<usize>,
-    },
-    /// The bare endpoint `bench` compares against (listens on LISTEN_ADDR).
-    #[command(hide = true)]
-    BenchFloor,
     /// Exit 0 if the local service answers /healthz (the container's HEALTHCHECK).
     Healthcheck,
     /// Inspect and retry dead letters in the configured database.
@@ -186,28 +168,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
-        }
-        Command::Bench {
-            quick,
-            rounds,
-            events,
-            concurrency,
-        } => {
-            let mut opts = if quick {
-                bench::Options::quick()
-            } else {
-                bench::Options::full()
-            };
-            opts.rounds = rounds.unwrap_or(opts.rounds).max(1);
-            opts.events = events.unwrap_or(opts.events).max(1);
-            opts.concurrency = concurrency.unwrap_or(opts.concurrency).max(1);
-            bench::run(opts).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::BenchFloor => {
-            let listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8081".into());
-            bench::floor(&listen).await?;
-            Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck => {
             let raw = RawSettings::load(cli.config.as_deref())?;

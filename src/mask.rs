@@ -55,8 +55,7 @@ mod tests {
     #[test]
     fn personal_values_are_masked_ids_and_times_kept() {
         let v: Value =
-            serde_json::from_str(include_str!("../tests/fixtures/subscription.created.json"))
-                .unwrap();
+            serde_json::from_str(include_str!("../fixtures/subscription.created.json")).unwrap();
         let masked = serde_json::to_string(&mask(&v)).unwrap();
         for secret in [
             "jerry@example.com",

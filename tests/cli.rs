@@ -148,7 +148,7 @@ async fn replay_signs_fixtures_and_prints_each_answer() {
     let app = spawn_app(Backend::Sqlite).await;
     mail_accepts(&app.mail).await;
     gigs_knows_everyone(&app.gigs).await;
-    let fixtures = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let fixtures = format!("{}/fixtures", env!("CARGO_MANIFEST_DIR"));
 
     let out = tokio::task::spawn_blocking({
         let url = app.webhook_url.clone();
@@ -313,7 +313,7 @@ async fn logs_carry_ids_and_never_personal_values_or_secrets() {
     let url = format!("http://127.0.0.1:{}/webhooks/gigs", served.port);
     let secret = gigs_notifier::config::WebhookSecret::parse(SECRET).unwrap();
     let client = reqwest::Client::new();
-    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let dir = format!("{}/fixtures", env!("CARGO_MANIFEST_DIR"));
     let files =
         gigs_notifier::replay::expand(&[dir.clone().into(), format!("{dir}/bad").into()]).unwrap();
     let mut personal = vec![OWNER_EMAIL.to_string(), "Owner Person".to_string()];

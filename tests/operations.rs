@@ -1,4 +1,4 @@
-//! What operators rely on: metrics, admin endpoints, retention, readiness.
+//! What operators rely on: metrics, admin endpoints, retention, readiness, a paused worker.
 
 mod common;
 
@@ -298,10 +298,27 @@ async fn background_purge_runs_on_its_own(b: Backend) {
     assert_eq!(app.mails().await.len(), 1);
 }
 
+async fn a_paused_worker_stores_deliveries_and_sends_nothing(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.set("WORKER_PAUSED", "true");
+    })
+    .await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
+    let (status, _) = app.deliver(&fixture("subscription.created.json")).await;
+    assert_eq!(status, 202);
+    // Several poll intervals (50 ms in tests): nothing is claimed.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(app.count("events", "pending").await, 1);
+    assert_eq!(app.store.pending().await.unwrap(), 1);
+    assert!(app.mails().await.is_empty());
+}
+
 both_backends!(
     metrics_families_are_present_and_counting,
     admin_endpoints_need_the_token,
     admin_endpoints_are_absent_without_a_token,
     retention_purges_old_processed_work_and_keeps_the_rest,
     background_purge_runs_on_its_own,
+    a_paused_worker_stores_deliveries_and_sends_nothing,
 );

@@ -57,7 +57,7 @@ const FIXTURES: &[(&str, usize)] = &[
 
 #[test]
 fn every_handled_fixture_gets_personal_values() {
-    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let dir = format!("{}/fixtures", env!("CARGO_MANIFEST_DIR"));
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name.ends_with(".json") && !name.starts_with("unhandled") {

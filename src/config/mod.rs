@@ -59,6 +59,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("NOTICE_KINDS_DISABLED", Some("")),
     ("HTTP_TIMEOUT_SECS", Some("10")),
     ("WORKER_CONCURRENCY", Some("64")),
+    ("WORKER_PAUSED", Some("false")),
     ("MAIL_CONCURRENCY_PER_RECIPIENT", Some("2")),
     ("SQLITE_MAX_PAGES", Some("0")),
     ("DATABASE_STATEMENT_TIMEOUT_SECS", Some("5")),
@@ -185,6 +186,18 @@ impl RawSettings {
             return Err(ConfigError::new(key, "must be greater than 0"));
         }
         Ok(n)
+    }
+
+    /// `true` or `false` (TOML booleans arrive as these words).
+    fn flag(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.required(key)? {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(ConfigError::new(
+                key,
+                format!("must be true or false, got {other:?}"),
+            )),
+        }
     }
 
     /// A number of days as a duration; too many to count in seconds is an error, not a wrap.

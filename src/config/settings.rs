@@ -91,6 +91,7 @@ impl RawSettings {
             notice_kinds_disabled,
             http_timeout: Duration::from_secs(self.number("HTTP_TIMEOUT_SECS")?),
             worker_concurrency: concurrency,
+            worker_paused: self.flag("WORKER_PAUSED")?,
             mail_concurrency_per_recipient: self.positive("MAIL_CONCURRENCY_PER_RECIPIENT")?,
             store: StoreOptions {
                 sqlite_max_pages: match self.number::<u32>("SQLITE_MAX_PAGES")? {
@@ -143,6 +144,8 @@ pub struct Settings {
     pub http_timeout: Duration,
     /// How many events / notices one replica works on at once (half each).
     pub worker_concurrency: usize,
+    /// Accept and store deliveries but claim no work (maintenance, benchmarking bare ingest).
+    pub worker_paused: bool,
     /// In-flight mail calls one recipient may hold, so one whose calls hang cannot take
     /// the notices' whole share.
     pub mail_concurrency_per_recipient: usize,
@@ -182,6 +185,7 @@ impl std::fmt::Debug for Settings {
             .field("database_url", &redact_password(&self.database_url))
             .field("listen_addr", &self.listen_addr)
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("worker_paused", &self.worker_paused)
             .field("store", &self.store)
             .finish_non_exhaustive()
     }

@@ -28,6 +28,7 @@ fn valid_settings_load_with_defaults() {
     assert_eq!(s.idle_timeout, Duration::from_secs(30));
     assert_eq!(s.audit_retention, Duration::from_secs(1095 * 86_400));
     assert!(s.store.audit_key.is_none());
+    assert!(!s.worker_paused);
 }
 
 #[test]
@@ -56,6 +57,7 @@ fn bad_settings_name_the_variable_and_hide_the_value() {
         ("IDLE_TIMEOUT_SECS", "0"),
         ("AUDIT_HASH_KEY", "too-short-a-secret"),
         ("AUDIT_RETENTION_DAYS", "213503982334602"),
+        ("WORKER_PAUSED", "yes"),
     ];
     for (key, value) in cases {
         let mut raw = base();

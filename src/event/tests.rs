@@ -2,7 +2,7 @@
 
 use super::*;
 
-const CREATED: &str = include_str!("../../tests/fixtures/subscription.created.json");
+const CREATED: &str = include_str!("../../fixtures/subscription.created.json");
 
 fn decoded(body: &[u8]) -> Decoded {
     Decoded::decode(body).unwrap().expect("a handled type")

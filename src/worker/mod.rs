@@ -46,6 +46,8 @@ struct Inner {
     lease: Duration,
     shares: Shares,
     poll: Duration,
+    /// `WORKER_PAUSED`: claim nothing.
+    paused: bool,
     notice_fields: Vec<String>,
     /// Notice kinds the operator switched off.
     disabled: Vec<crate::notice::NoticeKind>,
@@ -83,6 +85,7 @@ impl Worker {
                     settings.mail_concurrency_per_recipient,
                 ),
                 poll: settings.worker_poll,
+                paused: settings.worker_paused,
                 notice_fields: settings.notice_fields.clone(),
                 disabled: settings.notice_kinds_disabled.clone(),
                 wake,
@@ -100,6 +103,13 @@ impl Worker {
     /// holds up the rest.
     pub async fn run(self, shutdown: CancellationToken) {
         let me = &self.inner;
+        if me.paused {
+            tracing::warn!(
+                "worker paused (WORKER_PAUSED=true): deliveries are stored, not processed"
+            );
+            shutdown.cancelled().await;
+            return;
+        }
         tracing::info!(worker = %me.token, "worker started");
         let renewer = tokio::spawn(self.clone().renew_leases(shutdown.clone()));
         let mut in_flight = tokio::task::JoinSet::new();

@@ -344,11 +344,8 @@ pub async fn gigs_user_without_subscription(app: &TestApp, user: &str) {
 }
 
 pub fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+    std::fs::read_to_string(format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
 /// A fixture with a fresh event id, so tests can reuse it.
