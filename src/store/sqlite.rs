@@ -22,9 +22,10 @@ pub(super) struct Opened {
 /// under the running service is never silently created again, empty, by a reconnect.
 pub(super) async fn open(url: &str, opts: &StoreOptions) -> Result<Opened, StoreError> {
     let pragmas = format!(
+        // busy_timeout first, so even switching to WAL waits for another process's lock.
         // WAL lets readers run beside the writer; synchronous=FULL keeps every acknowledged
         // commit on disk (no durability traded away).
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=3000;{}",
+        "PRAGMA busy_timeout=3000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;{}",
         opts.sqlite_max_pages
             .map(|n| format!(" PRAGMA max_page_count={n};"))
             .unwrap_or_default()
