@@ -58,12 +58,13 @@ pub(super) async fn fill_missing_hashes(
     const CHUNK: usize = 256;
     let mut filled = 0;
     loop {
-        let mut tx = pool.begin().await?;
+        // Read, then write each row on its own: a read transaction upgraded to a write gets
+        // SQLITE_BUSY at once (no busy wait) while the running service holds the lock.
         let rows = sqlx::query(
             "SELECT a.notice_id, n.recipient FROM notice_audit a JOIN notices n \
              ON n.id = a.notice_id WHERE a.recipient_hash IS NULL LIMIT 256",
         )
-        .fetch_all(&mut *tx)
+        .fetch_all(pool)
         .await?;
         for row in &rows {
             let id: String = row.try_get("notice_id")?;
@@ -74,11 +75,10 @@ pub(super) async fn fill_missing_hashes(
             )
             .bind(keys.hash(&recipient))
             .bind(id)
-            .execute(&mut *tx)
+            .execute(pool)
             .await?
             .rows_affected();
         }
-        tx.commit().await?;
         if rows.len() < CHUNK {
             return Ok(filled);
         }
