@@ -92,34 +92,16 @@ async fn retry_all(State(store): State<Store>) -> Result<Response, ApiError> {
     }
 }
 
-/// `GET /admin/notices?user=&email=&subscription=&kind=&since=&limit=`.
-#[derive(serde::Deserialize)]
-struct NoticesQuery {
-    user: Option<String>,
-    email: Option<String>,
-    subscription: Option<String>,
-    kind: Option<String>,
-    since: Option<String>,
-    limit: Option<String>,
-}
-
 /// Audit records, newest first. The address in `email` is only hashed and compared; it is
 /// not logged (the request span logs the path, not the query).
 async fn notices(
     State(store): State<Store>,
-    query: Result<Query<NoticesQuery>, QueryRejection>,
+    query: Result<Query<crate::audit::NoticesQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Ok(Query(q)) = query else {
         return Err(ApiError::UnreadableQuery);
     };
-    let filter = match crate::audit::filter_from_query(
-        q.user,
-        q.email,
-        q.subscription,
-        q.kind,
-        q.since,
-        q.limit,
-    ) {
+    let filter = match crate::audit::filter_from_query(q) {
         Ok(f) => f,
         Err((code, message)) => return Err(ApiError::BadQuery { code, message }),
     };

@@ -205,15 +205,27 @@ pub async fn cli(store: &Store, filter: &Filter, format: Format) -> anyhow::Resu
     Ok(())
 }
 
+/// `GET /admin/notices?user=&email=&subscription=&kind=&since=&limit=`, as given.
+#[derive(serde::Deserialize)]
+pub struct NoticesQuery {
+    pub user: Option<String>,
+    pub email: Option<String>,
+    pub subscription: Option<String>,
+    pub kind: Option<String>,
+    pub since: Option<String>,
+    pub limit: Option<String>,
+}
+
 /// A filter from the `/admin/notices` query string, or why not.
-pub fn filter_from_query(
-    user: Option<String>,
-    email: Option<String>,
-    subscription: Option<String>,
-    kind: Option<String>,
-    since: Option<String>,
-    limit: Option<String>,
-) -> Result<Filter, (&'static str, String)> {
+pub fn filter_from_query(q: NoticesQuery) -> Result<Filter, (&'static str, String)> {
+    let NoticesQuery {
+        user,
+        email,
+        subscription,
+        kind,
+        since,
+        limit,
+    } = q;
     let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let since = nonempty(since)
         .map(|s| parse_since(&s))
