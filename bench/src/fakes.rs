@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -46,8 +46,9 @@ pub async fn start() -> anyhow::Result<Fakes> {
     let gigs = Router::new()
         .route(
             "/projects/{project}/subscriptions/{id}",
-            get(|| async {
-                Json(json!({"object": "subscription", "id": "sub_bench", "user": {"object": "user", "id": "usr_bench", "email": "bench@example.com"}}))
+            get(|Path((_, id)): Path<(String, String)>| async move {
+                // A person of its own per line (see `requests`).
+                Json(json!({"object": "subscription", "id": id, "user": {"object": "user", "id": "usr_bench", "email": format!("{id}@example.com")}}))
             }),
         )
         .route(

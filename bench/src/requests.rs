@@ -59,7 +59,24 @@ pub fn prepare(secret: &WebhookSecret, prefix: &str, n: usize) -> Prepared {
         let id = format!("evt_{prefix}{i:07}");
         let mut event = templates[which].clone();
         event["id"] = Value::String(id.clone());
-        let body = serde_json::to_vec(&event).expect("serialize");
+        // Each event concerns a line and a person of its own (the fake Core API answers
+        // with an address derived from the subscription id), as real traffic does: one
+        // recipient taking every notice would only measure the per-recipient limit.
+        let body = serde_json::to_string(&event)
+            .expect("serialize")
+            .replace(
+                "sub_0SNlurA049MEWV2gSfSxi00xlPIi",
+                &format!("sub_{prefix}{i:07}"),
+            )
+            .replace(
+                "sub_0U5w2gZv2l1rLP0CXl8SgTfVdi2C",
+                &format!("sub_{prefix}{i:07}"),
+            )
+            .replace(
+                "jerry@example.com",
+                &format!("usr_{prefix}{i:07}@example.com"),
+            )
+            .into_bytes();
         let msg = format!("msg_{prefix}{i:07}");
         let sig = sign(secret, &msg, ts, &body);
         let mut req = format!(

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::complete::{complete_many, Claimed};
 use super::health::Health;
+use super::sqlite_inbox::{Inbox, InboxBatch};
 use super::{NewEvent, StoreError};
 
 /// Largest batch per transaction; bounds how long one commit holds the write lock.
@@ -31,14 +32,24 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Start `writers` committing tasks (one for SQLite, which has one writer anyway).
-    pub fn start(pool: AnyPool, writers: usize, name: &'static str, health: Arc<Health>) -> Self {
+    /// Start `writers` committing tasks (one for SQLite, which has one writer anyway). With
+    /// an `inbox` (SQLite), deliveries and probes are written by it, everything else
+    /// through `pool`, one after the other in the same loop.
+    pub fn start(
+        pool: AnyPool,
+        writers: usize,
+        name: &'static str,
+        health: Arc<Health>,
+        inbox: Option<(Inbox, super::WriteTurn)>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel::<(WriteOp, Reply)>(4 * MAX_BATCH);
         let rx = Arc::new(Mutex::new(rx));
+        let inbox = inbox.map(|(inbox, turn)| (Arc::new(inbox), turn));
         for _ in 0..writers.max(1) {
             let writer = Writer {
                 pool: pool.clone(),
                 health: health.clone(),
+                inbox: inbox.clone(),
             };
             tokio::spawn(write_loop(writer, rx.clone(), name));
         }
@@ -64,47 +75,132 @@ impl Batcher {
 struct Writer {
     pool: AnyPool,
     health: Arc<Health>,
+    /// SQLite's writer of deliveries and probes, and the turn it writes in.
+    inbox: Option<(Arc<Inbox>, super::WriteTurn)>,
 }
 
+/// Each write's answer; a failure is shared by every write of the transaction it was in.
+type Answers = Vec<Result<WriteOut, Arc<StoreError>>>;
+
 impl Writer {
-    async fn run(&mut self, ops: &[WriteOp]) -> Result<Vec<WriteOut>, StoreError> {
+    /// Write a batch: on SQLite, deliveries and probes through the inbox writer in one
+    /// transaction, then the rest through the pool in another; each write is answered by
+    /// the outcome of its own transaction.
+    async fn run(&mut self, ops: Vec<WriteOp>, name: &str) -> Answers {
+        let Some((inbox, turn)) = self.inbox.clone() else {
+            let n = ops.len();
+            return match self.run_pool(&ops).await {
+                Ok(outs) => outs.into_iter().map(Ok).collect(),
+                Err(e) => failed(e, n, name),
+            };
+        };
+        let mut out: Vec<Option<Result<WriteOut, Arc<StoreError>>>> =
+            (0..ops.len()).map(|_| None).collect();
+        let (mut batch, mut inserted, mut probes) = (InboxBatch::default(), Vec::new(), Vec::new());
+        let (mut rest, mut rest_at) = (Vec::new(), Vec::new());
+        for (i, op) in ops.into_iter().enumerate() {
+            match op {
+                WriteOp::Insert(e) => {
+                    inserted.push(i);
+                    batch.events.push(e);
+                }
+                WriteOp::Probe => {
+                    probes.push(i);
+                    batch.probe = true;
+                }
+                other => {
+                    rest_at.push(i);
+                    rest.push(other);
+                }
+            }
+        }
+        if batch.probe || !batch.events.is_empty() {
+            let written = {
+                let _turn = turn.lock().await;
+                self.checked(inbox.write(batch, BATCH_DEADLINE)).await
+            };
+            match written {
+                Ok(stored) => {
+                    for (i, s) in inserted.iter().zip(stored) {
+                        out[*i] = Some(Ok(WriteOut::Inserted(s)));
+                    }
+                    for i in &probes {
+                        out[*i] = Some(Ok(WriteOut::Probed));
+                    }
+                }
+                Err(e) => {
+                    let n = inserted.len() + probes.len();
+                    for (i, e) in inserted.iter().chain(&probes).zip(failed(e, n, name)) {
+                        out[*i] = Some(e);
+                    }
+                }
+            }
+        }
+        if !rest.is_empty() {
+            let answers = match self.run_pool(&rest).await {
+                Ok(outs) => outs.into_iter().map(Ok).collect(),
+                Err(e) => failed(e, rest.len(), name),
+            };
+            for (i, a) in rest_at.into_iter().zip(answers) {
+                out[i] = Some(a);
+            }
+        }
+        out.into_iter()
+            .map(|o| o.expect("every write answered"))
+            .collect()
+    }
+
+    /// A write that counts only if it went to the file a restart opens: the file is checked
+    /// before and after the commit, before anyone is answered; the outcome sets health.
+    async fn checked<T>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         // A replaced file is never written to, not even once more.
         self.health.check_file()?;
-        let mut conn = match self.pool.acquire().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                self.health.write_failed();
-                return Err(e.into());
-            }
-        };
-        let outcome = match tokio::time::timeout(BATCH_DEADLINE, commit(&mut conn, ops)).await {
-            Ok(Ok(outs)) => Ok(outs),
-            Ok(Err(e)) => Err(StoreError::Database(e)),
-            Err(_) => Err(StoreError::Timeout(BATCH_DEADLINE)),
-        };
-        // The commit is only worth an acknowledgement if it went to the file a restart
-        // opens: checked after the commit, before anyone is answered.
-        let outcome = outcome.and_then(|outs| {
+        let outcome = write.await.and_then(|t| {
             self.health.check_file()?;
-            Ok(outs)
+            Ok(t)
         });
         match &outcome {
             Ok(_) => self.health.wrote(),
-            Err(_) => {
-                self.health.write_failed();
-                // Taken out of the pool for good (even if closing hangs, it is never
-                // handed out again); closing rolls back whatever the database holds open.
-                let raw = conn.detach();
-                let _ = tokio::time::timeout(Duration::from_secs(2), raw.close()).await;
-            }
+            Err(_) => self.health.write_failed(),
+        }
+        outcome
+    }
+
+    /// Write `ops` in one transaction on a pool connection, thrown away if anything fails.
+    async fn run_pool(&mut self, ops: &[WriteOp]) -> Result<Vec<WriteOut>, StoreError> {
+        let mut conn = None;
+        let outcome = self
+            .checked(async {
+                let c = conn.insert(self.pool.acquire().await?);
+                match tokio::time::timeout(BATCH_DEADLINE, commit(c, ops)).await {
+                    Ok(Ok(outs)) => Ok(outs),
+                    Ok(Err(e)) => Err(StoreError::Database(e)),
+                    Err(_) => Err(StoreError::Timeout(BATCH_DEADLINE)),
+                }
+            })
+            .await;
+        if let (Err(_), Some(conn)) = (&outcome, conn) {
+            // Taken out of the pool for good (even if closing hangs, it is never handed
+            // out again); closing rolls back whatever the database holds open.
+            let raw = conn.detach();
+            let _ = tokio::time::timeout(Duration::from_secs(2), raw.close()).await;
         }
         outcome
     }
 }
 
+/// `n` answers sharing the failure `e`, which is logged once.
+fn failed(e: StoreError, n: usize, name: &str) -> Answers {
+    tracing::error!(error = %e, batch = name, writes = n, "batched commit failed; every write in it is answered with an error");
+    let e = Arc::new(e);
+    (0..n).map(|_| Err(e.clone())).collect()
+}
+
 async fn write_loop(mut writer: Writer, rx: Queue, name: &'static str) {
     let mut batch: Vec<(WriteOp, Reply)> = Vec::with_capacity(MAX_BATCH);
-    let mut ops: Vec<WriteOp> = Vec::with_capacity(MAX_BATCH);
     loop {
         {
             let mut rx = rx.lock().await;
@@ -112,24 +208,11 @@ async fn write_loop(mut writer: Writer, rx: Queue, name: &'static str) {
                 return;
             }
         }
-        let (replies, taken): (Vec<_>, Vec<_>) = batch.drain(..).map(|(op, r)| (r, op)).unzip();
-        ops.extend(taken);
+        let (replies, ops): (Vec<_>, Vec<_>) = batch.drain(..).map(|(op, r)| (r, op)).unzip();
         metrics::histogram!("gigs_notifier_batch_size", "batch" => name).record(ops.len() as f64);
-        match writer.run(&ops).await {
-            Ok(outs) => {
-                for (reply, out) in replies.into_iter().zip(outs) {
-                    let _ = reply.send(Ok(out));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, batch = name, writes = ops.len(), "batched commit failed; every write in it is answered with an error");
-                let e = Arc::new(e);
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Batch(e.clone())));
-                }
-            }
+        for (reply, answer) in replies.into_iter().zip(writer.run(ops, name).await) {
+            let _ = reply.send(answer.map_err(StoreError::Batch));
         }
-        ops.clear();
     }
 }
 

@@ -19,6 +19,9 @@ pub enum Backend {
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From SQLite's inbox writer.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the store is shutting down")]
@@ -93,6 +96,10 @@ impl StoreError {
                 | sqlx::Error::Decode(_),
             )
             | Self::Migrate(_) => ErrorClass::Bug,
+            // A failure SQLite reported (busy, full, I/O, read-only, interrupted): the
+            // database's state; anything else from the driver is a mistake of ours.
+            Self::Sqlite(rusqlite::Error::SqliteFailure(..)) => ErrorClass::Unavailable,
+            Self::Sqlite(_) => ErrorClass::Bug,
             _ => ErrorClass::Unavailable,
         }
     }

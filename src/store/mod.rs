@@ -24,8 +24,10 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod sqlite_inbox;
 pub mod state;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use sqlx::AnyPool;
@@ -56,7 +58,16 @@ pub struct Store {
     health: Arc<Health>,
     /// Keys of the audit trail's recipient hash.
     audit: Arc<AuditKeys>,
+    /// Deliveries waiting for their commit now: how hard the ingress is pushing.
+    ingest_waiting: Arc<AtomicUsize>,
+    /// Held by whoever writes outside the pool's one connection (SQLite's inbox writer)
+    /// and by every write through `write` made outside the group commit: the two SQLite
+    /// connections take turns here instead of sleeping in SQLite's busy handler.
+    turn: WriteTurn,
 }
+
+/// See [`Store::turn`](Store).
+pub(crate) type WriteTurn = Arc<tokio::sync::Mutex<()>>;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,10 +91,17 @@ impl Store {
     /// Connect, apply the backend's migrations and start the group-commit write queue.
     pub async fn connect_with(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let (backend, pool, write, health, writers) = if url.starts_with("sqlite:") {
+        let (backend, pool, write, health, writers, inbox) = if url.starts_with("sqlite:") {
             let db = sqlite::open(url, opts).await?;
             // SQLite has one writer anyway: one committing task, in order.
-            (Backend::Sqlite, db.read, db.write, db.health, 1)
+            (
+                Backend::Sqlite,
+                db.read,
+                db.write,
+                db.health,
+                1,
+                Some(db.inbox),
+            )
         } else {
             let pool = postgres::open(url, opts).await?;
             (
@@ -92,18 +110,28 @@ impl Store {
                 pool,
                 Health::without_file(),
                 4,
+                None,
             )
         };
         let audit = audit::keys(&write, opts.audit_key.clone()).await?;
         audit::fill_missing_hashes(&write, &audit).await?;
         let health = Arc::new(health);
+        let turn = WriteTurn::default();
         Ok(Self {
-            writes: Batcher::start(write.clone(), writers, "writes", health.clone()),
+            writes: Batcher::start(
+                write.clone(),
+                writers,
+                "writes",
+                health.clone(),
+                inbox.map(|inbox| (inbox, turn.clone())),
+            ),
+            turn,
             pool,
             write,
             backend,
             health,
             audit: Arc::new(audit),
+            ingest_waiting: Arc::default(),
         })
     }
 
@@ -133,10 +161,16 @@ impl Store {
 
     /// Store a verified event; returns once it is committed (or found already stored).
     pub async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
+        let _waiting = Waiting::enter(&self.ingest_waiting);
         match self.writes.write(WriteOp::Insert(event)).await? {
             WriteOut::Inserted(outcome) => Ok(outcome),
             other => unreachable!("insert answered with {other:?}"),
         }
+    }
+
+    /// Deliveries waiting for their commit at this moment (the worker defers to a burst).
+    pub fn ingest_waiting(&self) -> usize {
+        self.ingest_waiting.load(Ordering::Relaxed)
     }
 
     /// Claim due items under `token` until `lease_until`, as many as `wanted` says.
@@ -207,6 +241,7 @@ impl Store {
         ids: &[String],
         lease_until: i64,
     ) -> Result<u64, StoreError> {
+        let _turn = self.turn.lock().await;
         let mut total = 0;
         for chunk in ids.chunks(256) {
             let sql = format!(
@@ -232,6 +267,7 @@ impl Store {
         token: &str,
         ids: &[String],
     ) -> Result<u64, StoreError> {
+        let _turn = self.turn.lock().await;
         let mut total = 0;
         for chunk in ids.chunks(256) {
             let sql = format!(
@@ -253,6 +289,7 @@ impl Store {
     /// Hand back everything `token` holds (graceful shutdown), so others need not wait
     /// for the leases to run out.
     pub async fn release(&self, token: &str) -> Result<u64, StoreError> {
+        let _turn = self.turn.lock().await;
         let mut total = 0;
         for queue in [Queue::Events, Queue::Notices] {
             let sql = format!(
@@ -274,5 +311,22 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.write.close().await;
+    }
+}
+
+/// Counts a delivery as waiting for its commit until dropped (also when the ingress gives
+/// up waiting and drops the future).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -1,6 +1,7 @@
 //! SQLite: how the store opens its file (pragmas, create-then-`mode=rw`, the file's
-//! identity for readiness) and its own migrations. One write connection: writers queue in
-//! order instead of sleeping in SQLite's busy handler.
+//! identity for readiness) and its own migrations. One write connection for the pool and
+//! the inbox writer's own ([`super::sqlite_inbox`]), both driven by the one write loop:
+//! writers take turns in order instead of sleeping in SQLite's busy handler.
 
 use std::time::Duration;
 
@@ -8,13 +9,15 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
 
 use super::health::{self, Health, NotReady};
+use super::sqlite_inbox::Inbox;
 use super::{StoreError, StoreOptions};
 
-/// The opened database: a read pool, the single write connection's pool, and the health
-/// watch on its file.
+/// The opened database: a read pool, the single write connection's pool, the inbox writer
+/// (deliveries and probes) and the health watch on its file.
 pub(super) struct Opened {
     pub read: AnyPool,
     pub write: AnyPool,
+    pub inbox: Inbox,
     pub health: Health,
 }
 
@@ -53,10 +56,13 @@ pub(super) async fn open(url: &str, opts: &StoreOptions) -> Result<Opened, Store
     create.close().await;
     let url = with_mode(url, "rw");
     let write = pool(1).connect(&url).await?;
-    let health = Health::for_file(&sqlite_path(&url)).map_err(sqlx::Error::Io)?;
+    let path = sqlite_path(&url);
+    let health = Health::for_file(&path).map_err(sqlx::Error::Io)?;
+    let inbox = Inbox::start(path, pragmas.clone()).map_err(sqlx::Error::Io)?;
     Ok(Opened {
         read: pool(4).connect(&url).await?,
         write,
+        inbox,
         health,
     })
 }

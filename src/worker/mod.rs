@@ -6,9 +6,10 @@
 //! the worker hands back what it holds.
 //!
 //! This room holds the loop itself: claiming, spawning and the hand-back on shutdown. The
-//! rest has a room each: `leases` (renewal), `process` (an event into notices),
-//! `send` (a notice to the mail service), `outcome` (recording results, retry or dead
-//! letter), `purge` (deleting old work), and `inflight` (the concurrency shares).
+//! rest has a room each: `defer` (holding back during a burst of deliveries), `leases`
+//! (renewal), `process` (an event into notices), `send` (a notice to the mail service),
+//! `outcome` (recording results, retry or dead letter), `purge` (deleting old work), and
+//! `inflight` (the concurrency shares).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::mail::MailClient;
 use crate::retry::{millis, Attempt, RetryPolicy};
 use crate::store::{now_ms, ClaimedEvent, ClaimedNotice, Queue, Store};
 
+mod defer;
 mod inflight;
 mod leases;
 mod outcome;
@@ -113,9 +115,14 @@ impl Worker {
         tracing::info!(worker = %me.token, "worker started");
         let renewer = tokio::spawn(self.clone().renew_leases(shutdown.clone()));
         let mut in_flight = tokio::task::JoinSet::new();
+        let mut deferral = defer::Deferral::new(std::time::Instant::now());
         while !shutdown.is_cancelled() {
             let mut claimed = 0;
-            if me.in_flight.worth_claiming(&me.shares) {
+            let room = me.in_flight.worth_claiming(&me.shares);
+            let deferred =
+                room && deferral.defer(me.store.ingest_waiting(), std::time::Instant::now());
+            if room && !deferred {
+                deferral.claimed(std::time::Instant::now());
                 match self.claim().await {
                     Ok((events, notices)) => {
                         claimed = events.len() + notices.len();
@@ -155,7 +162,12 @@ impl Worker {
                     }
                 }
             }
-            if claimed == 0 || !me.in_flight.worth_claiming(&me.shares) {
+            if deferred {
+                tokio::select! {
+                    _ = tokio::time::sleep(defer::STEP) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            } else if claimed == 0 || !me.in_flight.worth_claiming(&me.shares) {
                 tokio::select! {
                     Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                     _ = me.wake.notified() => {}
