@@ -77,6 +77,19 @@ impl ChildProc {
             .ok()
     }
 
+    /// CPU time the process has used so far (user + system), from `/proc/PID/stat`
+    /// (in clock ticks of 1/100 s, Linux's `USER_HZ`).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let pid = self.child.id()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) start at field 3.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
+    }
+
     /// SIGTERM for a graceful stop, then wait up to 10 s; kill_on_drop is the fallback.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {

@@ -80,6 +80,9 @@ pub struct Round {
     pub e2e_p99_ms: Option<f64>,
     pub drain_per_s: Option<f64>,
     pub peak_rss_mib: f64,
+    /// CPU of `serve` during the ingest phase per acknowledged event, µs: less sensitive to
+    /// what else the shared machine runs than the rates are.
+    pub ingest_cpu_us: f64,
 }
 
 /// Run round `no` on its own database, removed afterwards whatever happened.
@@ -116,6 +119,7 @@ async fn measure(no: usize, opts: &Options, fakes: &Fakes, db_url: &str) -> anyh
     // 1. Durable ingest at full speed.
     let p = prepare(&secret, &format!("r{no}t"), opts.events);
     let requests = Arc::new(p.requests);
+    let cpu_before = service.cpu_seconds().unwrap_or(0.0);
     let load = closed_loop(
         service.port,
         requests.clone(),
@@ -131,6 +135,8 @@ async fn measure(no: usize, opts: &Options, fakes: &Fakes, db_url: &str) -> anyh
         );
     }
     r.ingest_per_s = load.ok as f64 / load.elapsed.as_secs_f64();
+    r.ingest_cpu_us =
+        (service.cpu_seconds().unwrap_or(0.0) - cpu_before) * 1e6 / load.ok.max(1) as f64;
     (r.ingest_p50_ms, r.ingest_p99_ms, r.ingest_p999_ms) = (
         ms(&load.latency, 0.5),
         ms(&load.latency, 0.99),
