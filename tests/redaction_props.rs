@@ -4,6 +4,9 @@
 //! never reach a mail's subject or content, the service's logs, or the `Debug` output of
 //! the store's rows and the settings.
 //!
+//! Each case is told in one of the bundled languages (the users' `preferredLocale` cycles
+//! through English, Spanish and German), so every bundled template set is exercised.
+//!
 //! Every generated value is at least six characters (digits: at least ten) of a shape that
 //! occurs nowhere else, so finding one cannot be an accident. None needs escaping in JSON,
 //! so a leak into a JSON log line shows verbatim.
@@ -31,6 +34,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const FIXTURES: &[(&str, usize)] = &[
     ("portOutCredentials.issued.json", 1),
     ("subscription.activated.json", 1),
+    ("subscription.activated.es.json", 1),
     ("subscription.canceled.json", 1),
     ("subscription.created.json", 1),
     ("subscription.ended.json", 1),
@@ -153,6 +157,31 @@ fn personalise(body: &str, p: &Person) -> String {
     v.to_string()
 }
 
+/// The bundled locales the cases cycle through, with how each one's mails begin.
+const LOCALES: &[(&str, &str)] = &[("en-US", "Hello,"), ("es-MX", "Hola:"), ("de-DE", "Guten Tag,")];
+
+/// `body` with every `preferredLocale` set to `locale`.
+fn in_locale(body: &str, locale: &str) -> String {
+    fn walk(v: &mut Value, locale: &str) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    if k == "preferredLocale" && v.is_string() {
+                        *v = Value::from(locale);
+                    } else {
+                        walk(v, locale);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|v| walk(v, locale)),
+            _ => {}
+        }
+    }
+    let mut v: Value = serde_json::from_str(body).unwrap();
+    walk(&mut v, locale);
+    v.to_string()
+}
+
 /// Fail with the offending text, cut short.
 fn leak(what: &str, value: &str, text: &str) -> TestCaseError {
     let cut: String = text.chars().take(400).collect();
@@ -198,12 +227,14 @@ impl Live {
     }
 
     /// Fresh fakes whose Core API knows `p` as the owner of every subscription.
-    async fn reset_fakes(&self, p: &Person) {
+    async fn reset_fakes(&self, p: &Person, locale: &str) {
         self.gigs.reset().await;
         self.mail.reset().await;
         mail_accepts(&self.mail).await;
+        gigs_knows_the_project(&self.gigs, &["fr-FR", "en-US"]).await;
         let owner = serde_json::json!({"object": "user", "id": "usr_owner",
-            "email": p.get("owner.email"), "fullName": p.get("owner.fullName")});
+            "email": p.get("owner.email"), "fullName": p.get("owner.fullName"),
+            "preferredLocale": locale});
         Mock::given(method("GET"))
             .and(path_regex(format!(
                 "^/projects/{PROJECT}/subscriptions/sub_[A-Za-z0-9]+$"
@@ -245,7 +276,8 @@ impl Live {
     /// Deliver every fixture with `p`'s values; check the mails and the new log lines.
     async fn case(&self, p: &Person, case: usize) -> Result<(), TestCaseError> {
         // Arrange
-        self.reset_fakes(p).await;
+        let (locale, greeting) = LOCALES[case % LOCALES.len()];
+        self.reset_fakes(p, locale).await;
         let mut expected = 0;
         let mut bodies = Vec::new();
         for (i, (name, mails)) in FIXTURES.iter().enumerate() {
@@ -253,6 +285,7 @@ impl Live {
                 &with_id(&fixture(name), &format!("evt_rp{case:04}f{i:02}")),
                 p,
             );
+            let body = in_locale(&body, locale);
             for value in personal_values(&body) {
                 prop_assert!(
                     p.values().contains(&value.as_str()),
@@ -296,6 +329,8 @@ impl Live {
                     .any(|f| to == p.get(f)),
                 "mail to someone else: {to}"
             );
+            let content = mail["content"].as_str().unwrap_or_default();
+            prop_assert!(content.starts_with(greeting), "not in {}: {}", locale, content);
             let headers = request.headers.values().filter_map(|v| v.to_str().ok());
             let text = format!("{mail} {}", headers.collect::<Vec<_>>().join(" "));
             if let Some(value) = p.found_in(&text) {
@@ -374,6 +409,7 @@ proptest! {
                     recipient: p.get("email").into(),
                     subject: "Your account information changed".into(),
                     content: "Your name changed.".into(),
+                    html: Some("<p>Your name changed.</p>".into()),
                 }),
                 format!("{:?}", ClaimedNotice {
                     id: "ntc_1".into(), event_id: "evt_1".into(),
@@ -381,6 +417,7 @@ proptest! {
                     recipient: p.get("previousData.email").into(),
                     subject: "Your email address was replaced".into(),
                     content: "The email address on your account changed.".into(),
+                    html: None,
                     attempts: 1, created_at: 1, event_received_at: 1, attempts_since: 1,
                 }),
             ];
@@ -405,7 +442,8 @@ proptest! {
         use base64::Engine;
         let secret = base64::engine::general_purpose::STANDARD.encode(&key);
         let mut raw = RawSettings::defaults();
-        raw.set("GIGS_WEBHOOK_SECRET", format!("whsec_{secret}"))
+        raw.set("SUPPORT_EMAIL", SUPPORT_EMAIL)
+            .set("GIGS_WEBHOOK_SECRET", format!("whsec_{secret}"))
             .set("GIGS_PROJECT", PROJECT)
             .set("GIGS_TOKEN", tokens.0.clone())
             .set("MAIL_TOKEN", tokens.1.clone())

@@ -95,11 +95,11 @@ impl RawSettings {
     /// `BRAND_NAME`, `SUPPORT_*`, `DISPLAY_TIMEZONE`, `DEFAULT_LOCALE`, `TEMPLATES_DIR`.
     pub fn brand_settings(&self) -> Result<BrandSettings, ConfigError> {
         let support_url = match self.get("SUPPORT_URL") {
-            Some(text) => Some(
-                parse_http_url(text)
-                    .map_err(|p| ConfigError::new("SUPPORT_URL", p))?
-                    .to_string(),
-            ),
+            // Validated, then shown as the operator wrote it (no added trailing slash).
+            Some(text) => {
+                parse_http_url(text).map_err(|p| ConfigError::new("SUPPORT_URL", p))?;
+                Some(text.to_string())
+            }
             None => None,
         };
         let support_email = match self.get("SUPPORT_EMAIL") {
