@@ -293,10 +293,17 @@ fn demo_shows_a_notice_for_every_handled_type() {
         "demo prints addresses masked"
     );
     // Every mail of every kind in full, and one in Spanish for the es-US user.
-    let shown = stdout.lines().filter(|l| l.starts_with("  subject:")).count();
-    assert!(shown >= gigs_notifier::notice::NoticeKind::ALL.len(), "{stdout}");
+    let shown = stdout
+        .lines()
+        .filter(|l| l.starts_with("  subject:"))
+        .count();
     assert!(
-        stdout.contains("  subject:  Su suscripción ya está activa") && stdout.contains("  | Hola:"),
+        shown >= gigs_notifier::notice::NoticeKind::ALL.len(),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  subject:  Su suscripción ya está activa")
+            && stdout.contains("  | Hola:"),
         "{stdout}"
     );
     assert!(stdout.contains("  | The Demo Mobile team"), "{stdout}");

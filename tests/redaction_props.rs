@@ -158,7 +158,11 @@ fn personalise(body: &str, p: &Person) -> String {
 }
 
 /// The bundled locales the cases cycle through, with how each one's mails begin.
-const LOCALES: &[(&str, &str)] = &[("en-US", "Hello,"), ("es-MX", "Hola:"), ("de-DE", "Guten Tag,")];
+const LOCALES: &[(&str, &str)] = &[
+    ("en-US", "Hello,"),
+    ("es-MX", "Hola:"),
+    ("de-DE", "Guten Tag,"),
+];
 
 /// `body` with every `preferredLocale` set to `locale`.
 fn in_locale(body: &str, locale: &str) -> String {
@@ -330,7 +334,12 @@ impl Live {
                 "mail to someone else: {to}"
             );
             let content = mail["content"].as_str().unwrap_or_default();
-            prop_assert!(content.starts_with(greeting), "not in {}: {}", locale, content);
+            prop_assert!(
+                content.starts_with(greeting),
+                "not in {}: {}",
+                locale,
+                content
+            );
             let headers = request.headers.values().filter_map(|v| v.to_str().ok());
             let text = format!("{mail} {}", headers.collect::<Vec<_>>().join(" "));
             if let Some(value) = p.found_in(&text) {

@@ -243,8 +243,9 @@ fn completeness(set: &TemplateSet, report: &mut Report) {
     for kind in NoticeKind::ALL {
         for ext in [SUBJECT, TEXT] {
             let name = file_name(default, kind, ext);
+            // A file that failed to parse is not also reported missing.
             if set.envs[default].get_template(&name).is_err() {
-                report.problems.push(Problem::file(
+                report.problem(Problem::file(
                     name,
                     format!(
                         "missing: the default locale ({default}) needs a subject and a body \
