@@ -187,7 +187,7 @@ async fn replay_signs_fixtures_and_prints_each_answer() {
         "{stdout}"
     );
     // Every handled fixture (all but the unhandled one) was stored and processed.
-    assert_eq!(app.count("events", "done").await, 24);
+    assert_eq!(app.count("events", "done").await, 25);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,7 +355,7 @@ async fn logs_carry_ids_and_never_personal_values_or_secrets() {
     .await
     .unwrap();
     wait_for("all notices", async || {
-        distinct_keys(&mail).await.len() == 22
+        distinct_keys(&mail).await.len() == 23
     })
     .await;
     // SIGTERM: graceful shutdown logs too.
