@@ -20,9 +20,11 @@ pub struct GigsClient {
     base: Url,
     project: String,
     token: SecretString,
-    /// The project as last fetched, and when (`None` inside: the project was not found).
-    project_cache: Arc<Mutex<Option<(Instant, Option<Arc<CoreProject>>)>>>,
+    project_cache: Arc<Mutex<Option<CachedProject>>>,
 }
+
+/// The project as last fetched, and when (`None`: the Core API does not know it).
+type CachedProject = (Instant, Option<Arc<CoreProject>>);
 
 /// How long a fetched project (its name and locales) is used before it is asked again.
 const PROJECT_TTL: Duration = Duration::from_secs(600);

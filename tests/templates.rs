@@ -226,8 +226,17 @@ async fn a_spanish_user_gets_spanish_mail_end_to_end(b: Backend) {
     }
 }
 
+/// A user's locale, the project's locales (`None`: unknown project), DEFAULT_LOCALE if set,
+/// and how the mail must begin.
+type Fallback = (
+    &'static str,
+    Option<&'static [&'static str]>,
+    Option<&'static str>,
+    &'static str,
+);
+
 async fn the_language_falls_back_from_user_to_project_to_default(b: Backend) {
-    let cases: [(&str, Option<&[&str]>, Option<&str>, &str); 4] = [
+    let cases: [Fallback; 4] = [
         // The user's language alone: de-CH has no templates, de has.
         ("de-CH", Some(&["en-US"]), None, "Guten Tag,"),
         // No French: the project's first locale that has templates.
