@@ -15,6 +15,7 @@ RUN mkdir -p src bench/src \
 COPY src ./src
 COPY migrations ./migrations
 COPY fixtures ./fixtures
+COPY templates ./templates
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked -p gigs-notifier --bin gigs-notifier \
  && mkdir -p /data

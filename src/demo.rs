@@ -29,6 +29,10 @@ pub const FIXTURES: &[(&str, &str)] = &[
         include_str!("../fixtures/subscription.activated.json"),
     ),
     (
+        "subscription.activated (es-US user)",
+        include_str!("../fixtures/subscription.activated.es.json"),
+    ),
+    (
         "subscription.renewed",
         include_str!("../fixtures/subscription.renewed.json"),
     ),
@@ -122,6 +126,9 @@ pub const FIXTURES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The simulated project's name: the brand of the demo's notices.
+const DEMO_BRAND: &str = "Demo Mobile";
+
 /// The user every simulated subscription belongs to.
 const DEMO_EMAIL: &str = "jerry@example.com";
 const DEMO_USER: &str = "usr_0SNlurA049MEWV4OpCwsNyC9Kn2d";
@@ -171,7 +178,14 @@ fn gigs_simulator() -> Router {
             json!({ "object": "list", "items": items, "moreItemsAfter": null, "moreItemsBefore": null }),
         )
     }
+    async fn project(Path(project): Path<String>) -> Json<Value> {
+        Json(json!({
+            "object": "project", "id": project, "name": DEMO_BRAND,
+            "locales": ["en-US", "es-US"]
+        }))
+    }
     Router::new()
+        .route("/projects/{project}", get(project))
         .route("/projects/{project}/subscriptions/{id}", get(subscription))
         .route("/projects/{project}/subscriptions", get(list))
         .route("/projects/{project}/users/{id}", get(user))
@@ -231,7 +245,10 @@ pub async fn run() -> anyhow::Result<bool> {
         format!("sqlite://{}", dir.path().join("demo.db").display()),
     )
     .set("LISTEN_ADDR", "127.0.0.1:0")
-    .set("WORKER_POLL_MS", "100");
+    .set("WORKER_POLL_MS", "100")
+    .set("SUPPORT_URL", "https://help.demo-mobile.example")
+    .set("SUPPORT_PHONE", "+1 800 555 0100")
+    .set("DISPLAY_TIMEZONE", "America/New_York");
     let settings = raw.into_settings()?;
     let app = Application::build(settings).await?;
     let store = app.store();
@@ -311,15 +328,7 @@ pub async fn run() -> anyhow::Result<bool> {
             ok = false;
         }
     }
-    if let Some(m) = mails.first() {
-        println!(
-            "\nexample mail ({} in the outbox, one per Idempotency-Key):",
-            mails.len()
-        );
-        println!("  to:       {}", mask_email(&m.to));
-        println!("  subject:  {}", m.subject);
-        println!("  content:  {}", m.content);
-    }
+    print_mails(&mails);
     let keys: std::collections::HashSet<_> = mails.iter().map(|m| &m.key).collect();
     if keys.len() != mails.len() {
         ok = false;
@@ -342,4 +351,21 @@ fn event_id(body: &str) -> String {
         .ok()
         .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_default()
+}
+
+/// Every mail of a subject not shown yet, in full: at least one mail of every kind (each
+/// kind has its own subject in a language), the Spanish one included.
+fn print_mails(mails: &[Mail]) {
+    println!(
+        "\nthe mails, one of each subject ({} in the outbox, one per Idempotency-Key):",
+        mails.len()
+    );
+    let mut shown = std::collections::HashSet::new();
+    for m in mails.iter().filter(|m| shown.insert(m.subject.clone())) {
+        println!("\n  to:       {}", mask_email(&m.to));
+        println!("  subject:  {}", m.subject);
+        for line in m.content.lines() {
+            println!("{}", format!("  | {line}").trim_end());
+        }
+    }
 }

@@ -21,6 +21,7 @@ pub mod retry;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod templates_cli;
 pub mod webhook;
 pub mod worker;
 

@@ -1,4 +1,5 @@
-//! Mail service client: `POST MAIL_URL {to, subject, content}` with an `Idempotency-Key`.
+//! Mail service client: `POST MAIL_URL {to, subject, content[, html]}` with an
+//! `Idempotency-Key`.
 //! It reports what the audit trail needs of each attempt: the HTTP status, and on success
 //! the message id the mail service gave, when its answer has one.
 
@@ -58,12 +59,15 @@ pub fn message_id(body: &[u8], recipient: &str) -> Option<String> {
     })
 }
 
-/// The mail request body.
+/// The mail request body: `{to, subject, content}`, plus `html` only when the notice has
+/// an HTML body (mail services that take text only never see the field).
 #[derive(Serialize)]
 pub struct MailRequest<'a> {
     pub to: &'a str,
     pub subject: &'a str,
     pub content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<&'a str>,
 }
 
 impl MailClient {

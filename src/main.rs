@@ -51,6 +51,34 @@ enum Command {
         #[command(subcommand)]
         action: NoticesAction,
     },
+    /// Check or preview the notice templates (TEMPLATES_DIR, else the bundled set).
+    Templates {
+        #[command(subcommand)]
+        action: TemplatesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TemplatesAction {
+    /// Render every kind in every locale with sample notices; exit 1 naming each broken
+    /// template and each kind missing from the default locale.
+    Check {
+        /// Template directory (<locale>/<kind>.subject|.txt|.html); default TEMPLATES_DIR.
+        #[arg(long, value_name = "D")]
+        dir: Option<PathBuf>,
+    },
+    /// Print the mail of one kind in one locale, rendered from a sample notice.
+    Preview {
+        /// Notice kind code, e.g. subscription_created.
+        #[arg(long, value_name = "K")]
+        kind: String,
+        /// Locale tag, e.g. es-US (falls back like a real notice would).
+        #[arg(long, value_name = "L", default_value = "en")]
+        locale: String,
+        /// Template directory; default TEMPLATES_DIR.
+        #[arg(long, value_name = "D")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,6 +207,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("unhealthy: {url} did not answer 2xx");
             }
             Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Templates { action } => {
+            let raw = RawSettings::load(cli.config.as_deref())?;
+            let ok = match action {
+                TemplatesAction::Check { dir } => gigs_notifier::templates_cli::check(&raw, dir)?,
+                TemplatesAction::Preview { kind, locale, dir } => {
+                    gigs_notifier::templates_cli::preview(&raw, dir, &kind, &locale)?
+                }
+            };
+            Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -183,11 +183,11 @@ async fn replay_signs_fixtures_and_prints_each_answer() {
     );
     assert!(stdout.contains("not-json.json -> 400"), "{stdout}");
     assert!(
-        stdout.contains("replayed 26 file(s): 25 2xx, 1 4xx, 0 5xx, 0 failed"),
+        stdout.contains("replayed 27 file(s): 26 2xx, 1 4xx, 0 5xx, 0 failed"),
         "{stdout}"
     );
     // Every handled fixture (all but the unhandled one) was stored and processed.
-    assert_eq!(app.count("events", "done").await, 24);
+    assert_eq!(app.count("events", "done").await, 25);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,9 +289,25 @@ fn demo_shows_a_notice_for_every_handled_type() {
         "{stdout}"
     );
     assert!(
-        !stdout.contains("jerry@example.com"),
+        !stdout.contains("jerry@example.com") && !stdout.contains("maria.rodriguez@"),
         "demo prints addresses masked"
     );
+    // Every mail of every kind in full, and one in Spanish for the es-US user.
+    let shown = stdout
+        .lines()
+        .filter(|l| l.starts_with("  subject:"))
+        .count();
+    assert!(
+        shown >= gigs_notifier::notice::NoticeKind::ALL.len(),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  subject:  Su suscripción ya está activa")
+            && stdout.contains("  | Hola:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  | The Demo Mobile team"), "{stdout}");
+    assert!(!stdout.contains("Rodríguez"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,7 +355,7 @@ async fn logs_carry_ids_and_never_personal_values_or_secrets() {
     .await
     .unwrap();
     wait_for("all notices", async || {
-        distinct_keys(&mail).await.len() == 22
+        distinct_keys(&mail).await.len() == 23
     })
     .await;
     // SIGTERM: graceful shutdown logs too.

@@ -4,17 +4,20 @@
 //! never reach a mail's subject or content, the service's logs, or the `Debug` output of
 //! the store's rows and the settings.
 //!
+//! Each case is told in one of the bundled languages (the users' `preferredLocale` cycles
+//! through English, Spanish and German), so every bundled template set is exercised.
+//!
 //! Every generated value is at least six characters (digits: at least ten) of a shape that
 //! occurs nowhere else, so finding one cannot be an accident. None needs escaping in JSON,
 //! so a leak into a JSON log line shows verbatim.
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::people::*;
 use common::process::{base_env, serve, Served};
 use common::*;
 use gigs_notifier::config::{RawSettings, WebhookSecret};
@@ -31,6 +34,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const FIXTURES: &[(&str, usize)] = &[
     ("portOutCredentials.issued.json", 1),
     ("subscription.activated.json", 1),
+    ("subscription.activated.es.json", 1),
     ("subscription.canceled.json", 1),
     ("subscription.created.json", 1),
     ("subscription.ended.json", 1),
@@ -67,96 +71,6 @@ fn every_handled_fixture_gets_personal_values() {
             );
         }
     }
-}
-
-/// One person's values by field name; `previousData.…` are the values before a change,
-/// `owner.…` the Core API's answer about a subscription's owner.
-#[derive(Debug, Clone)]
-struct Person(BTreeMap<&'static str, String>);
-
-impl Person {
-    fn get(&self, field: &str) -> &str {
-        &self.0[field]
-    }
-
-    /// The value for a field named `key` (in `previousData` when `previous`).
-    fn value_for(&self, key: &str, previous: bool) -> Option<&str> {
-        let prefix = if previous { "previousData." } else { "" };
-        self.0
-            .get(format!("{prefix}{key}").as_str())
-            .map(String::as_str)
-    }
-
-    fn values(&self) -> Vec<&str> {
-        self.0.values().map(String::as_str).collect()
-    }
-
-    /// The first of this person's values that `text` contains.
-    fn found_in(&self, text: &str) -> Option<&str> {
-        self.values().into_iter().find(|v| text.contains(v))
-    }
-}
-
-const NAME: &str = "[A-Z][a-zà-öø-ÿ]{3,9} [A-Z][a-zà-öø-ÿ]{3,9}\
-    |[ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩ][α-ω]{3,9} [ΑΒΓΔΕΖΗΘΚΛΜΝΠΣΤΦΩ][α-ω]{3,9}\
-    |[\u{4e00}-\u{9fa5}]{3,6}";
-const BIRTHDAY: &str = "19[3-9][0-9]-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])";
-
-/// Each field, with the shape of its values.
-#[rustfmt::skip]
-const FIELDS: &[(&str, &str)] = &[
-    ("email", "[a-z]{6,12}\\.[a-zà-ö]{2,6}@[a-z]{4,8}\\.example"),
-    ("previousData.email", "[a-z]{6,12}@[a-z]{4,8}\\.example\\.net"),
-    ("owner.email", "[a-z]{6,12}\\+[a-z0-9]{2,4}@[a-z]{4,8}\\.example\\.org"),
-    ("fullName", NAME),
-    ("previousData.fullName", NAME),
-    ("owner.fullName", NAME),
-    ("firstName", "[A-Z][a-zà-öø-ÿ]{5,10}"),
-    ("lastName", "[A-Z][a-zà-öø-ÿ]{5,10}"),
-    ("birthday", BIRTHDAY),
-    ("previousData.birthday", BIRTHDAY),
-    ("phoneNumber", "\\+1[2-9][0-9]{9}"),
-    ("iccid", "89[0-9]{17,18}"),
-    ("accountNumber", "[0-9]{12,16}"),
-    ("accountPin", "[0-9]{10,12}"),
-    ("line1", "[1-9][0-9]{1,3} [A-Z][a-zäöüß]{4,10} (Street|Road|Avenue|Straße)"),
-    ("line2", "(Apartment|Suite|Floor) [1-9][0-9]{0,2}[A-F]"),
-    ("city", "[A-Z][a-zéèêàç]{5,12}"),
-    ("postalCode", "[0-9]{5}-[0-9]{4}"),
-    ("activationCode", "LPA:1\\$smdp[a-z]{4}\\.example\\$[A-Z0-9]{10}"),
-    ("qrCodeUrl", "https://qr[a-z]{4}\\.example/[A-Z0-9]{10}\\.png"),
-];
-
-fn person() -> impl Strategy<Value = Person> {
-    let shapes: Vec<&str> = FIELDS.iter().map(|(_, shape)| *shape).collect();
-    shapes.prop_map(|values| Person(FIELDS.iter().map(|(f, _)| *f).zip(values).collect()))
-}
-
-/// `body` with every personal field replaced by the person's value for it.
-fn personalise(body: &str, p: &Person) -> String {
-    fn walk(v: &mut Value, previous: bool, p: &Person) {
-        match v {
-            Value::Object(m) => {
-                for (k, v) in m.iter_mut() {
-                    match (v.is_string(), p.value_for(k, previous)) {
-                        (true, Some(new)) => *v = Value::String(new.to_string()),
-                        _ => walk(v, previous || k == "previousData", p),
-                    }
-                }
-            }
-            Value::Array(a) => a.iter_mut().for_each(|v| walk(v, previous, p)),
-            _ => {}
-        }
-    }
-    let mut v: Value = serde_json::from_str(body).unwrap();
-    walk(&mut v, false, p);
-    v.to_string()
-}
-
-/// Fail with the offending text, cut short.
-fn leak(what: &str, value: &str, text: &str) -> TestCaseError {
-    let cut: String = text.chars().take(400).collect();
-    TestCaseError::fail(format!("{value:?} reached {what}: {cut}"))
 }
 
 /// One `serve` process with its fakes, shared by every case.
@@ -198,12 +112,14 @@ impl Live {
     }
 
     /// Fresh fakes whose Core API knows `p` as the owner of every subscription.
-    async fn reset_fakes(&self, p: &Person) {
+    async fn reset_fakes(&self, p: &Person, locale: &str) {
         self.gigs.reset().await;
         self.mail.reset().await;
         mail_accepts(&self.mail).await;
+        gigs_knows_the_project(&self.gigs, &["fr-FR", "en-US"]).await;
         let owner = serde_json::json!({"object": "user", "id": "usr_owner",
-            "email": p.get("owner.email"), "fullName": p.get("owner.fullName")});
+            "email": p.get("owner.email"), "fullName": p.get("owner.fullName"),
+            "preferredLocale": locale});
         Mock::given(method("GET"))
             .and(path_regex(format!(
                 "^/projects/{PROJECT}/subscriptions/sub_[A-Za-z0-9]+$"
@@ -245,7 +161,8 @@ impl Live {
     /// Deliver every fixture with `p`'s values; check the mails and the new log lines.
     async fn case(&self, p: &Person, case: usize) -> Result<(), TestCaseError> {
         // Arrange
-        self.reset_fakes(p).await;
+        let (locale, greeting) = LOCALES[case % LOCALES.len()];
+        self.reset_fakes(p, locale).await;
         let mut expected = 0;
         let mut bodies = Vec::new();
         for (i, (name, mails)) in FIXTURES.iter().enumerate() {
@@ -253,6 +170,7 @@ impl Live {
                 &with_id(&fixture(name), &format!("evt_rp{case:04}f{i:02}")),
                 p,
             );
+            let body = in_locale(&body, locale);
             for value in personal_values(&body) {
                 prop_assert!(
                     p.values().contains(&value.as_str()),
@@ -295,6 +213,13 @@ impl Live {
                     .iter()
                     .any(|f| to == p.get(f)),
                 "mail to someone else: {to}"
+            );
+            let content = mail["content"].as_str().unwrap_or_default();
+            prop_assert!(
+                content.starts_with(greeting),
+                "not in {}: {}",
+                locale,
+                content
             );
             let headers = request.headers.values().filter_map(|v| v.to_str().ok());
             let text = format!("{mail} {}", headers.collect::<Vec<_>>().join(" "));
@@ -374,6 +299,7 @@ proptest! {
                     recipient: p.get("email").into(),
                     subject: "Your account information changed".into(),
                     content: "Your name changed.".into(),
+                    html: Some("<p>Your name changed.</p>".into()),
                 }),
                 format!("{:?}", ClaimedNotice {
                     id: "ntc_1".into(), event_id: "evt_1".into(),
@@ -381,6 +307,7 @@ proptest! {
                     recipient: p.get("previousData.email").into(),
                     subject: "Your email address was replaced".into(),
                     content: "The email address on your account changed.".into(),
+                    html: None,
                     attempts: 1, created_at: 1, event_received_at: 1, attempts_since: 1,
                 }),
             ];
@@ -405,7 +332,8 @@ proptest! {
         use base64::Engine;
         let secret = base64::engine::general_purpose::STANDARD.encode(&key);
         let mut raw = RawSettings::defaults();
-        raw.set("GIGS_WEBHOOK_SECRET", format!("whsec_{secret}"))
+        raw.set("SUPPORT_EMAIL", SUPPORT_EMAIL)
+            .set("GIGS_WEBHOOK_SECRET", format!("whsec_{secret}"))
             .set("GIGS_PROJECT", PROJECT)
             .set("GIGS_TOKEN", tokens.0.clone())
             .set("MAIL_TOKEN", tokens.1.clone())

@@ -6,7 +6,8 @@
 //! came from, and secrets are never echoed back.
 //!
 //! This room holds the raw layering (the `KEYS` table, TOML and environment, the parsing
-//! helpers); `settings` holds the validated [`Settings`] built from it.
+//! helpers); `settings` holds the validated [`Settings`] built from it, and `notices` the
+//! brand values and the template set.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,7 +20,9 @@ use crate::notice::NoticeKind;
 /// The signing secret lives with the signature code; named here too, beside the settings.
 pub use crate::webhook::signature::WebhookSecret;
 
+mod notices;
 mod settings;
+pub use notices::{BrandSettings, SAMPLE_BRAND};
 pub use settings::{redact_password, Settings};
 
 /// A settings problem, worded for the operator who has to fix it.
@@ -76,6 +79,13 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("HEADER_READ_TIMEOUT_SECS", Some("5")),
     ("BODY_READ_TIMEOUT_SECS", Some("10")),
     ("IDLE_TIMEOUT_SECS", Some("30")),
+    ("TEMPLATES_DIR", None),
+    ("DEFAULT_LOCALE", Some("en")),
+    ("BRAND_NAME", None),
+    ("SUPPORT_URL", None),
+    ("SUPPORT_EMAIL", None),
+    ("SUPPORT_PHONE", None),
+    ("DISPLAY_TIMEZONE", Some("UTC")),
 ];
 
 /// Raw values after layering, keyed by environment name.

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::{ConfigError, RawSettings, WebhookSecret};
-use crate::notice::NoticeKind;
+use crate::notice::{NoticeKind, NoticeSettings};
 use crate::store::StoreOptions;
 
 impl RawSettings {
@@ -115,6 +115,7 @@ impl RawSettings {
             header_read_timeout: Duration::from_secs(self.positive("HEADER_READ_TIMEOUT_SECS")?),
             body_read_timeout: Duration::from_secs(self.positive("BODY_READ_TIMEOUT_SECS")?),
             idle_timeout: Duration::from_secs(self.positive("IDLE_TIMEOUT_SECS")?),
+            notices: self.notice_settings()?,
         })
     }
 }
@@ -172,6 +173,8 @@ pub struct Settings {
     pub body_read_timeout: Duration,
     /// A connection with no request in progress for this long is closed.
     pub idle_timeout: Duration,
+    /// Templates (checked), brand values, display time zone.
+    pub notices: NoticeSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -187,6 +190,7 @@ impl std::fmt::Debug for Settings {
             .field("worker_concurrency", &self.worker_concurrency)
             .field("worker_paused", &self.worker_paused)
             .field("store", &self.store)
+            .field("notices", &self.notices)
             .finish_non_exhaustive()
     }
 }

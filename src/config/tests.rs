@@ -10,7 +10,8 @@ fn base() -> RawSettings {
     )
     .set("GIGS_PROJECT", "acme")
     .set("GIGS_TOKEN", "12345")
-    .set("MAIL_URL", "http://127.0.0.1:9/mail");
+    .set("MAIL_URL", "http://127.0.0.1:9/mail")
+    .set("SUPPORT_EMAIL", "help@acme.example");
     raw
 }
 
@@ -151,4 +152,52 @@ fn secrets_do_not_show_in_debug() {
     let dbg = format!("{s:?}");
     assert!(!dbg.contains("MfKQ9r8"));
     assert!(!dbg.contains("12345"));
+}
+
+#[test]
+fn brand_settings_are_validated_and_named() {
+    let s = base().into_settings().unwrap();
+    assert_eq!(s.notices.zone, chrono_tz::UTC);
+    assert_eq!(s.notices.brand_name, None);
+    assert_eq!(s.notices.templates.default_locale().as_str(), "en");
+    let mut raw = base();
+    raw.set("DISPLAY_TIMEZONE", "America/Chicago")
+        .set("BRAND_NAME", " Acme Mobile ")
+        .set("DEFAULT_LOCALE", "es");
+    let s = raw.into_settings().unwrap();
+    assert_eq!(s.notices.zone, chrono_tz::America::Chicago);
+    assert_eq!(s.notices.brand_name.as_deref(), Some("Acme Mobile"));
+    assert_eq!(s.notices.templates.default_locale().as_str(), "es");
+    for (key, value) in [
+        ("DISPLAY_TIMEZONE", "Mars/Olympus_Mons"),
+        ("DISPLAY_TIMEZONE", "EST5EDTX"),
+        ("DEFAULT_LOCALE", "english!"),
+        ("SUPPORT_URL", "ftp://help.example"),
+        ("SUPPORT_EMAIL", "not an address"),
+        ("SUPPORT_PHONE", "call us"),
+    ] {
+        let mut raw = base();
+        raw.set(key, value);
+        let err = raw.into_settings().unwrap_err();
+        assert_eq!(err.name, key, "{value}: {err}");
+    }
+    // A default locale with no templates is a template problem, named by file.
+    let mut raw = base();
+    raw.set("DEFAULT_LOCALE", "fr");
+    let err = raw.into_settings().unwrap_err();
+    assert_eq!(err.name, "TEMPLATES_DIR");
+    assert!(err.problem.contains("fr/"), "{err}");
+}
+
+#[test]
+fn serve_needs_a_way_to_reach_support() {
+    let mut raw = base();
+    raw.set("SUPPORT_EMAIL", "");
+    let err = raw.into_settings().unwrap_err();
+    assert_eq!(err.name, "SUPPORT_URL");
+    assert!(err.problem.contains("SUPPORT_PHONE"), "{err}");
+    let mut raw = base();
+    raw.set("SUPPORT_EMAIL", "")
+        .set("SUPPORT_PHONE", "+1 (800) 555-0100");
+    assert!(raw.into_settings().is_ok());
 }

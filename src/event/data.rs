@@ -10,6 +10,7 @@ use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use crate::domain::{EmailAddress, LastFour, PlanName, SubscriptionId, UserId};
+use crate::notice::locale::LocaleTag;
 
 /// `portOutCredentials.issued` data. `accountNumber` and `accountPin` are deliberately not
 /// decoded: they are secrets and no notice may carry them.
@@ -106,12 +107,24 @@ pub struct UserAddress {
     pub user: UserId,
 }
 
-/// A user as embedded in a resource: its id and, if present and valid, its email.
+/// A user as embedded in a resource: its id and, if present and valid, its email and the
+/// language it reads notices in.
 #[derive(Debug, Clone, Deserialize)]
 pub struct UserRef {
     pub id: UserId,
     #[serde(default, deserialize_with = "lenient_email")]
     pub email: Option<EmailAddress>,
+    #[serde(
+        rename = "preferredLocale",
+        default,
+        deserialize_with = "lenient_locale"
+    )]
+    pub locale: Option<LocaleTag>,
+}
+
+fn lenient_locale<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LocaleTag>, D::Error> {
+    let v = Option::<Cow<'de, str>>::deserialize(d).unwrap_or(None);
+    Ok(v.and_then(|s| LocaleTag::parse(&s)))
 }
 
 fn lenient_email<'de, D: Deserializer<'de>>(d: D) -> Result<Option<EmailAddress>, D::Error> {
@@ -180,7 +193,11 @@ pub(super) fn user_ref<'de, D: Deserializer<'de>>(d: D) -> Result<Option<UserRef
             .map_err(|_| serde::de::Error::custom("user must be a usr_… id or a user object"))?
         {
             Some(Wire::Object(u)) => Some(u),
-            Some(Wire::Id(id)) => Some(UserRef { id, email: None }),
+            Some(Wire::Id(id)) => Some(UserRef {
+                id,
+                email: None,
+                locale: None,
+            }),
             None => None,
         },
     )

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{EmailAddress, LastFour, SubscriptionId, UserId};
 use crate::event::{Decoded, TypedEvent};
 use crate::gigs::GigsClient;
+use crate::notice::locale::LocaleTag;
 use crate::notice::{Notice, NoticeKind};
 use crate::outbound::CallError;
 
@@ -23,6 +24,8 @@ pub struct Delivery {
     pub notice: Notice,
     pub user: Option<UserId>,
     pub subscription: Option<SubscriptionId>,
+    /// The recipient's `preferredLocale`, from the event's user or the Core API's.
+    pub locale: Option<LocaleTag>,
 }
 
 /// What handlers may use.
@@ -66,11 +69,12 @@ fn enabled(ctx: &Context<'_>, kind: NoticeKind) -> bool {
     !ctx.disabled.contains(&kind)
 }
 
-/// The owner of a subscription (through the Core API): address, id and line.
+/// The owner of a subscription (through the Core API): address, id, line and language.
 struct Owner {
     to: EmailAddress,
     user: UserId,
     line: Option<LastFour>,
+    locale: Option<LocaleTag>,
 }
 
 async fn owner(ctx: &Context<'_>, subscription: &SubscriptionId) -> Result<Owner, CallError> {
@@ -85,6 +89,7 @@ async fn owner(ctx: &Context<'_>, subscription: &SubscriptionId) -> Result<Owner
         to,
         user: user.id,
         line: sub.line,
+        locale: user.locale,
     })
 }
 
@@ -104,5 +109,6 @@ async fn to_owner(
         notice: notice.on_line(owner.line),
         user: Some(owner.user),
         subscription: Some(subscription.clone()),
+        locale: owner.locale,
     }])
 }

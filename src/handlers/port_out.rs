@@ -54,5 +54,6 @@ pub async fn step(
         notice: Notice::port_out(kind, at, cancel_only).on_line(line),
         user: Some(user.id),
         subscription: data.subscription.clone(),
+        locale: user.locale,
     }])
 }

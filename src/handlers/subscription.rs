@@ -47,12 +47,12 @@ pub async fn lifecycle(
     let embedded = data
         .user
         .as_ref()
-        .and_then(|u| u.email.clone().map(|e| (e, u.id.clone())));
-    let (to, user, line) = match embedded {
-        Some((to, user)) => (to, user, data.line.clone()),
+        .and_then(|u| u.email.clone().map(|e| (e, u.id.clone(), u.locale.clone())));
+    let (to, user, line, locale) = match embedded {
+        Some((to, user, locale)) => (to, user, data.line.clone(), locale),
         None => {
             let o = owner(ctx, &data.id).await?;
-            (o.to, o.user, data.line.clone().or(o.line))
+            (o.to, o.user, data.line.clone().or(o.line), o.locale)
         }
     };
     Ok(vec![Delivery {
@@ -61,5 +61,6 @@ pub async fn lifecycle(
         notice: notice.on_line(line),
         user: Some(user),
         subscription: Some(data.id.clone()),
+        locale,
     }])
 }

@@ -59,6 +59,7 @@ pub async fn updated(
         notice,
         user: Some(data.user.id.clone()),
         subscription: None,
+        locale: data.user.locale.clone(),
     }])
 }
 
@@ -85,5 +86,6 @@ pub async fn address(
         notice: Notice::address(kind, at),
         user: Some(user.id),
         subscription: None,
+        locale: user.locale,
     }])
 }

@@ -1,12 +1,25 @@
-//! Notices: what a customer is told, and the only place mail text is made ([`text`]).
+//! Notices: what a customer is told. Mail text is made only by the operator's templates
+//! ([`templates`]), from a context built only from a [`Notice`] ([`context`]).
 //!
 //! Redaction by construction: a [`Notice`] holds a kind, a timestamp, the *kinds* of
 //! information that changed (a closed enum), at most a plan name, the kind of SIM, the
 //! line's last four digits, who made the change (as a kind) and when credentials expire.
 //! None of its fields can hold a name, an address, a birthday, a PIN, an account number, an
-//! ICCID or an activation code, so no wording can leak one.
+//! ICCID or an activation code, so no template can leak one.
+//!
+//! Rooms: [`locale`] (tags and the fallback order), [`context`] (the variables a template
+//! sees, per kind), [`templates`] (loading and rendering a set), [`check`] (what a set must
+//! pass before it is used), [`samples`] (notices to check and preview with), [`render`]
+//! (a notice into its stored text, at creation).
 
-mod text;
+pub mod check;
+pub mod context;
+pub mod locale;
+pub mod render;
+pub mod samples;
+pub mod templates;
+
+pub use render::{NoticeSettings, Rendered, Renderer};
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -250,14 +263,14 @@ impl Notice {
     pub fn kind(&self) -> NoticeKind {
         self.kind
     }
+}
 
-    pub fn subject(&self) -> String {
-        text::subject(self)
-    }
-
-    pub fn content(&self) -> String {
-        text::content(self)
-    }
+/// A brand name as notices may show it: no control characters, at most 100 characters,
+/// `None` when nothing is left.
+pub fn brand_name(text: &str) -> Option<String> {
+    let clean: String = text.chars().filter(|c| !c.is_control()).take(100).collect();
+    let clean = clean.trim();
+    (!clean.is_empty()).then(|| clean.to_string())
 }
 
 /// The idempotency key of a notice: stable for (event, notice kind, recipient role), so a

@@ -1,5 +1,9 @@
 //! Notices: every kind has its words, and only allow-listed values reach them.
 
+use super::check;
+use super::context::Brand;
+use super::locale::LocaleTag;
+use super::templates::{self, TemplateSet};
 use super::*;
 use crate::event::HandledType;
 
@@ -38,22 +42,119 @@ fn all_notices() -> Vec<Notice> {
     v.into_iter().map(|n| n.on_line(line.clone())).collect()
 }
 
+/// The bundled set, checked with the sample brand variants.
+fn bundled() -> TemplateSet {
+    let brands = [sample_brand()];
+    let (set, report) = check::load(
+        templates::bundled_files(),
+        &tag("en"),
+        &brands,
+        chrono_tz::UTC,
+    );
+    assert!(report.problems.is_empty(), "{report}");
+    set.unwrap()
+}
+
+fn tag(s: &str) -> LocaleTag {
+    LocaleTag::parse(s).unwrap()
+}
+
+fn sample_brand() -> Brand {
+    Brand {
+        name: "Example Mobile".into(),
+        support_url: Some("https://help.example.com".into()),
+        support_email: Some("support@example.com".into()),
+        support_phone: Some("+1 800 555 0100".into()),
+    }
+}
+
+fn settings(zone: chrono_tz::Tz) -> NoticeSettings {
+    NoticeSettings {
+        templates: std::sync::Arc::new(bundled()),
+        brand_name: None,
+        support_url: Some("https://help.example.com".into()),
+        support_email: None,
+        support_phone: None,
+        zone,
+    }
+}
+
+/// `n` rendered in `locale` (UTC), subject and content.
+fn render(n: &Notice, locale: &str) -> Rendered {
+    let s = settings(chrono_tz::UTC);
+    s.render_in(n, &tag(locale), &sample_brand()).unwrap()
+}
+
+fn text(n: &Notice, locale: &str) -> String {
+    let r = render(n, locale);
+    format!("{}\n{}", r.subject, r.content)
+}
+
 #[test]
-fn every_kind_has_a_notice_and_its_own_subject() {
+fn every_kind_has_a_notice_and_its_own_subject_in_every_bundled_locale() {
     let notices = all_notices();
     for kind in NoticeKind::ALL {
         assert!(notices.iter().any(|n| n.kind() == kind), "{kind:?}");
         assert_eq!(NoticeKind::from_code(kind.code()), Some(kind));
     }
-    let mut subjects: Vec<_> = notices.iter().map(|n| n.subject()).collect();
-    let total = subjects.len();
-    subjects.sort();
-    subjects.dedup();
-    assert_eq!(subjects.len(), total);
+    for locale in ["en", "es", "de"] {
+        let mut subjects: Vec<_> = notices.iter().map(|n| render(n, locale).subject).collect();
+        let total = subjects.len();
+        subjects.sort();
+        subjects.dedup();
+        assert_eq!(subjects.len(), total, "{locale}: {subjects:?}");
+    }
 }
 
 #[test]
-fn content_says_what_and_when() {
+fn the_bundled_set_is_complete_in_english_spanish_and_german() {
+    let brands = [sample_brand()];
+    let (set, report) = check::load(
+        templates::bundled_files(),
+        &tag("en"),
+        &brands,
+        chrono_tz::UTC,
+    );
+    assert!(
+        report.problems.is_empty() && report.warnings.is_empty(),
+        "{report:?}"
+    );
+    let set = set.unwrap();
+    let locales: Vec<&str> = set.locales().map(LocaleTag::as_str).collect();
+    assert_eq!(locales, ["de", "en", "es"]);
+}
+
+#[test]
+fn times_are_written_the_locale_way_in_the_display_zone() {
+    let n = Notice::subscription(Lifecycle::Created, at());
+    let cases = [
+        ("en", chrono_tz::UTC, "March 10, 2024 at 3:27 PM UTC"),
+        (
+            "en",
+            chrono_tz::America::New_York,
+            "March 10, 2024 at 11:27 AM EDT",
+        ),
+        (
+            "es",
+            chrono_tz::America::Mexico_City,
+            "10 de marzo de 2024 a las 09:27 (CST)",
+        ),
+        (
+            "de",
+            chrono_tz::Europe::Berlin,
+            "10. März 2024 um 16:27 Uhr (CET)",
+        ),
+    ];
+    for (locale, zone, expected) in cases {
+        let r = settings(zone)
+            .render_in(&n, &tag(locale), &sample_brand())
+            .unwrap();
+        assert!(r.content.contains(expected), "{locale}: {}", r.content);
+    }
+}
+
+#[test]
+fn content_names_the_kinds_of_information_not_their_values() {
     let n = Notice::account_information_changed(
         at(),
         vec![
@@ -62,17 +163,93 @@ fn content_says_what_and_when() {
             InfoKind::FullName,
         ],
     );
-    assert_eq!(
-        n.content(),
-        "The following information on your account was changed on 2024-03-10 15:27 UTC: \
-         email address and name. If you do not recognise this, contact support right away."
+    assert!(
+        text(&n, "en").contains(": email address and name."),
+        "{}",
+        text(&n, "en")
     );
+    assert!(
+        text(&n, "es").contains(": correo electrónico y nombre."),
+        "{}",
+        text(&n, "es")
+    );
+    assert!(
+        text(&n, "de").contains(": E-Mail-Adresse und Name."),
+        "{}",
+        text(&n, "de")
+    );
+}
+
+#[test]
+fn english_uses_us_spelling_and_every_notice_names_a_way_to_reach_support() {
+    let s = settings(chrono_tz::UTC);
+    let contacts = [
+        (
+            "https://help.example.com",
+            Brand {
+                support_email: None,
+                support_phone: None,
+                ..sample_brand()
+            },
+        ),
+        (
+            "support@example.com",
+            Brand {
+                support_url: None,
+                support_phone: None,
+                ..sample_brand()
+            },
+        ),
+        (
+            "+1 800 555 0100",
+            Brand {
+                support_url: None,
+                support_email: None,
+                ..sample_brand()
+            },
+        ),
+    ];
     for n in all_notices() {
-        assert!(
-            n.content().contains("2024-03-10 15:27 UTC"),
-            "{}",
-            n.content()
-        );
+        for locale in ["en", "es", "de"] {
+            for (contact, brand) in &contacts {
+                let r = s.render_in(&n, &tag(locale), brand).unwrap();
+                assert!(
+                    r.content.contains(contact),
+                    "{locale} {:?}: {}",
+                    n.kind(),
+                    r.content
+                );
+                assert!(r.content.contains("Example Mobile"), "{}", r.content);
+            }
+        }
+        let en = text(&n, "en").to_lowercase();
+        for british in [
+            "recognise",
+            "cancelled",
+            "organis",
+            "authoris",
+            "colour",
+            "licence",
+        ] {
+            assert!(!en.contains(british), "{british}: {en}");
+        }
+    }
+}
+
+#[test]
+fn routine_notices_are_not_alarming_and_security_ones_say_what_to_do() {
+    for step in [Lifecycle::Renewed, Lifecycle::Activated] {
+        let t = text(&Notice::subscription(step, at()), "en").to_lowercase();
+        for word in ["right away", "take over", "recognize"] {
+            assert!(!t.contains(word), "{word}: {t}");
+        }
+    }
+    for n in [
+        Notice::port_out_credentials_issued(at(), None),
+        Notice::email_address_replaced(at(), vec![InfoKind::EmailAddress]),
+    ] {
+        let t = text(&n, "en");
+        assert!(t.contains("Contact us right away"), "{t}");
     }
 }
 
@@ -80,15 +257,16 @@ fn content_says_what_and_when() {
 fn a_sim_change_never_speaks_of_a_plan_and_neither_change_is_no_notice() {
     for sim in [SimKind::ESim, SimKind::PhysicalSim, SimKind::Unknown] {
         let n = Notice::subscription_changed(at(), Some(sim), None).unwrap();
-        let text = format!("{} {}", n.subject(), n.content()).to_lowercase();
-        assert!(!text.contains("plan"), "{text}");
-        assert!(text.contains("sim"), "{text}");
+        let t = text(&n, "en").to_lowercase();
+        assert!(!t.contains("plan"), "{t}");
+        assert!(t.contains("sim"), "{t}");
     }
     assert!(Notice::subscription_changed(at(), None, None).is_none());
     let both = Notice::subscription_changed(at(), Some(SimKind::ESim), Some(PlanName::new("X 5G")));
     let both = both.unwrap();
     assert_eq!(both.kind(), NoticeKind::SimAndPlanChanged);
-    assert!(both.content().contains("\"X 5G\"") && both.content().contains("eSIM"));
+    let t = text(&both, "en");
+    assert!(t.contains("\"X 5G\"") && t.contains("eSIM"), "{t}");
 }
 
 #[test]
@@ -96,25 +274,30 @@ fn the_line_is_named_by_its_last_four_digits_and_the_actor_by_kind() {
     let n = Notice::sim_change_requested(at(), SimKind::ESim)
         .on_line(LastFour::of("+19591234567"))
         .by(Some(ActorKind::Support));
-    let text = n.content();
-    assert!(text.contains("ending in 4567"), "{text}");
-    assert!(!text.contains("959123"), "{text}");
-    assert!(text.contains("customer support"), "{text}");
+    let t = text(&n, "en");
+    assert!(t.contains("ending in 4567"), "{t}");
+    assert!(!t.contains("959123"), "{t}");
+    assert!(t.contains("customer support"), "{t}");
+    assert!(
+        text(&n, "es").contains("terminada en 4567"),
+        "{}",
+        text(&n, "es")
+    );
 }
 
 #[test]
 fn cancel_only_port_outs_say_the_number_does_not_move() {
     let n = Notice::port_out(NoticeKind::PortOutRequested, at(), true);
     assert!(
-        n.content().contains("without moving the number"),
+        text(&n, "en").contains("without the number moving"),
         "{}",
-        n.content()
+        text(&n, "en")
     );
     let n = Notice::port_out(NoticeKind::PortOutRequested, at(), false);
     assert!(
-        n.content().contains("to another provider"),
+        text(&n, "en").contains("to another provider"),
         "{}",
-        n.content()
+        text(&n, "en")
     );
 }
 
@@ -122,17 +305,17 @@ fn cancel_only_port_outs_say_the_number_does_not_move() {
 fn port_out_credentials_say_when_they_expire() {
     let expires = "2024-03-17T15:27:46Z".parse().unwrap();
     let n = Notice::port_out_credentials_issued(at(), Some(expires));
+    let t = text(&n, "en");
     assert!(
-        n.content().contains("expire on 2024-03-17 15:27 UTC"),
-        "{}",
-        n.content()
+        t.contains("They expire on March 17, 2024 at 3:27 PM UTC."),
+        "{t}"
     );
 }
 
 #[test]
 fn plan_name_is_the_only_free_text() {
     let n = Notice::subscription_changed(at(), None, Some(PlanName::new("Unlimited 5G"))).unwrap();
-    assert!(n.content().contains("\"Unlimited 5G\""));
+    assert!(text(&n, "en").contains("\"Unlimited 5G\""));
 }
 
 #[test]

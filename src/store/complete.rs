@@ -178,9 +178,9 @@ async fn insert_notices(conn: &mut AnyConnection, done: &[&Claimed]) -> Result<(
     super::audit::insert_records(conn, &records).await?;
     for chunk in rows.chunks(256) {
         let mut sql = format!(
-            "INSERT INTO notices (id, event_id, kind, recipient, subject, content, next_attempt_at, \
-             created_at, attempts_since, event_received_at) VALUES {}",
-            super::sql::values_list(chunk.len(), &[1, 2, 3, 4, 5, 6, 7, 7, 7, 8])
+            "INSERT INTO notices (id, event_id, kind, recipient, subject, content, html, \
+             next_attempt_at, created_at, attempts_since, event_received_at) VALUES {}",
+            super::sql::values_list(chunk.len(), &[1, 2, 3, 4, 5, 6, 7, 8, 8, 8, 9])
         );
         sql.push_str(" ON CONFLICT (id) DO NOTHING");
         let mut q = sqlx::query(&sql);
@@ -192,6 +192,7 @@ async fn insert_notices(conn: &mut AnyConnection, done: &[&Claimed]) -> Result<(
                 .bind(&n.recipient)
                 .bind(&n.subject)
                 .bind(&n.content)
+                .bind(&n.html)
                 .bind(*now)
                 .bind(*received_at);
         }

@@ -66,6 +66,8 @@ pub struct NewNotice {
     pub recipient: String,
     pub subject: String,
     pub content: String,
+    /// The HTML body, when the templates have one for this kind and locale.
+    pub html: Option<String>,
 }
 
 /// A claimed notice.
@@ -77,6 +79,7 @@ pub struct ClaimedNotice {
     pub recipient: String,
     pub subject: String,
     pub content: String,
+    pub html: Option<String>,
     pub attempts: i64,
     pub created_at: i64,
     pub event_received_at: i64,

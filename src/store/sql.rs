@@ -57,8 +57,8 @@ pub(super) async fn claim_in(
     conn: &mut sqlx::AnyConnection,
     req: &ClaimRequest,
 ) -> Result<(Vec<ClaimedEvent>, Vec<ClaimedNotice>), sqlx::Error> {
-    const NOTICE_COLUMNS: &str = "id, event_id, kind, recipient, subject, content, attempts, \
-                                  created_at, event_received_at, attempts_since";
+    const NOTICE_COLUMNS: &str = "id, event_id, kind, recipient, subject, content, html, \
+                                  attempts, created_at, event_received_at, attempts_since";
     const EVENT_COLUMNS: &str = "id, event_type, payload, attempts, received_at, attempts_since";
     let mut notices = Vec::new();
     if req.notices > 0 {
@@ -79,6 +79,7 @@ pub(super) async fn claim_in(
                 recipient: r.try_get("recipient")?,
                 subject: r.try_get("subject")?,
                 content: r.try_get("content")?,
+                html: r.try_get("html")?,
                 attempts: r.try_get("attempts")?,
                 created_at: r.try_get("created_at")?,
                 event_received_at: r.try_get("event_received_at")?,

@@ -53,6 +53,8 @@ struct Inner {
     notice_fields: Vec<String>,
     /// Notice kinds the operator switched off.
     disabled: Vec<crate::notice::NoticeKind>,
+    /// Notices are rendered with this when they are created.
+    renderer: crate::notice::Renderer,
     wake: Arc<Notify>,
     /// Identifies this worker's claims.
     token: String,
@@ -71,6 +73,7 @@ impl Worker {
         mail: MailClient,
         wake: Arc<Notify>,
     ) -> Self {
+        let renderer = crate::notice::Renderer::new(settings.notices.clone(), gigs.clone());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -90,6 +93,7 @@ impl Worker {
                 paused: settings.worker_paused,
                 notice_fields: settings.notice_fields.clone(),
                 disabled: settings.notice_kinds_disabled.clone(),
+                renderer,
                 wake,
                 token: format!("wkr_{}", uuid::Uuid::new_v4().simple()),
                 in_flight: InFlight::default(),

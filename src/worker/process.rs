@@ -1,6 +1,7 @@
 //! Processing: one claimed event into its notices. Decode the stored payload, ask the
-//! handlers who is told what, and queue the notices (ids and text from `crate::notice`)
-//! in the same transaction that marks the event done.
+//! handlers who is told what, render each notice in its recipient's language, and queue
+//! the notices (ids and text from `crate::notice`) in the same transaction that marks the
+//! event done.
 
 use std::time::Instant;
 
@@ -45,28 +46,33 @@ impl Worker {
             notice_fields: &me.notice_fields,
             disabled: &me.disabled,
         };
-        match handlers::deliveries(&decoded, at, &ctx).await {
-            Ok(deliveries) => {
-                let notices = deliveries
-                    .into_iter()
-                    .map(|d| {
-                        let kind = d.notice.kind().code();
-                        NewNotice {
-                            id: notice_id(&ev.id, kind, d.role),
-                            kind,
-                            event_type: ev.event_type.clone(),
-                            subscription_id: d.subscription.map(|s| s.as_str().to_string()),
-                            user_id: d.user.map(|u| u.as_str().to_string()),
-                            recipient: d.to.expose().to_string(),
-                            subject: d.notice.subject(),
-                            content: d.notice.content(),
-                        }
-                    })
-                    .collect();
-                self.finish_event(&ev, notices, started).await;
-            }
-            Err(e) => self.failed(Attempt::from(&ev), &e, None).await,
+        let deliveries = match handlers::deliveries(&decoded, at, &ctx).await {
+            Ok(deliveries) => deliveries,
+            Err(e) => return self.failed(Attempt::from(&ev), &e, None).await,
+        };
+        // Rendered once, now, and stored: retries send this text whatever the templates
+        // become.
+        let mut notices = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let rendered = match me.renderer.render(&d.notice, d.locale.as_ref()).await {
+                Ok(rendered) => rendered,
+                Err(e) => return self.failed(Attempt::from(&ev), &e, None).await,
+            };
+            let kind = d.notice.kind().code();
+            tracing::debug!(kind, locale = %rendered.locale, "notice rendered");
+            notices.push(NewNotice {
+                id: notice_id(&ev.id, kind, d.role),
+                kind,
+                event_type: ev.event_type.clone(),
+                subscription_id: d.subscription.map(|s| s.as_str().to_string()),
+                user_id: d.user.map(|u| u.as_str().to_string()),
+                recipient: d.to.expose().to_string(),
+                subject: rendered.subject,
+                content: rendered.content,
+                html: rendered.html,
+            });
         }
+        self.finish_event(&ev, notices, started).await;
     }
 
     pub(super) async fn finish_event(

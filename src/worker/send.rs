@@ -21,6 +21,7 @@ impl Worker {
             to: &n.recipient,
             subject: &n.subject,
             content: &n.content,
+            html: n.html.as_deref(),
         };
         let answer = me.mail.send(&n.id, &request).await;
         let at = now_ms();

@@ -3,6 +3,7 @@
 //! test creates its own database and drops it afterwards).
 #![allow(dead_code)]
 
+pub mod people;
 pub mod process;
 
 use std::time::{Duration, Instant};
@@ -22,6 +23,10 @@ pub const SECOND_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 pub const OWNER_EMAIL: &str = "owner@example.org";
 /// The phone number of every subscription the fake Core API knows; notices may show "0147".
 pub const OWNER_PHONE: &str = "+15555550147";
+/// The support address every test service names in its notices.
+pub const SUPPORT_EMAIL: &str = "help@acme.example";
+/// The project's name, as the fake Core API answers it (the brand when BRAND_NAME is unset).
+pub const PROJECT_NAME: &str = "Acme Mobile";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -122,7 +127,8 @@ pub fn test_settings(db_url: &str, gigs: &str, mail: &str) -> RawSettings {
         .set("BACKOFF_CAP_SECS", "1")
         .set("WORKER_POLL_MS", "50")
         .set("HTTP_TIMEOUT_SECS", "2")
-        .set("LEASE_SECS", "2");
+        .set("LEASE_SECS", "2")
+        .set("SUPPORT_EMAIL", SUPPORT_EMAIL);
     raw
 }
 
@@ -282,9 +288,10 @@ pub async fn mail_answers_first(mail: &MockServer, status: u16, times: u64, prio
         .await;
 }
 
-/// Fake Core API: every subscription belongs to a user with OWNER_EMAIL, and every user
-/// has one subscription.
+/// Fake Core API: the project (PROJECT_NAME, English then Spanish), every subscription
+/// belongs to a user with OWNER_EMAIL, and every user has one subscription.
 pub async fn gigs_knows_everyone(gigs: &MockServer) {
+    gigs_knows_the_project(gigs, &["en-US", "es-US"]).await;
     Mock::given(method("GET"))
         .and(wiremock::matchers::path_regex(format!(
             "^/projects/{PROJECT}/subscriptions/sub_[A-Za-z0-9]+$"
@@ -305,6 +312,18 @@ pub async fn gigs_knows_everyone(gigs: &MockServer) {
             "^/projects/{PROJECT}/users/usr_[A-Za-z0-9]+$"
         )))
         .respond_with(ResponseTemplate::new(200).set_body_json(user_body("usr_owner", OWNER_EMAIL)))
+        .mount(gigs)
+        .await;
+}
+
+/// Fake Core API: `GET /projects/{PROJECT}` answers PROJECT_NAME and `locales`.
+pub async fn gigs_knows_the_project(gigs: &MockServer, locales: &[&str]) {
+    Mock::given(method("GET"))
+        .and(path(format!("/projects/{PROJECT}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "object": "project", "id": PROJECT, "name": PROJECT_NAME, "locales": locales,
+            "legal": {"name": "Acme Mobile Inc."}
+        })))
         .mount(gigs)
         .await;
 }

@@ -24,6 +24,7 @@ pub fn base_env(db_url: &str, gigs: &str, mail: &str) -> Vec<(String, String)> {
         ("LEASE_SECS", "1".to_string()),
         ("HTTP_TIMEOUT_SECS", "5".to_string()),
         ("RUST_LOG", "info".to_string()),
+        ("SUPPORT_EMAIL", super::SUPPORT_EMAIL.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
