@@ -76,6 +76,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("HEADER_READ_TIMEOUT_SECS", Some("5")),
     ("BODY_READ_TIMEOUT_SECS", Some("10")),
     ("IDLE_TIMEOUT_SECS", Some("30")),
+    ("DRAIN_SECS", Some("5")),
 ];
 
 /// Raw values after layering, keyed by environment name.

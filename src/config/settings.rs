@@ -115,6 +115,7 @@ impl RawSettings {
             header_read_timeout: Duration::from_secs(self.positive("HEADER_READ_TIMEOUT_SECS")?),
             body_read_timeout: Duration::from_secs(self.positive("BODY_READ_TIMEOUT_SECS")?),
             idle_timeout: Duration::from_secs(self.positive("IDLE_TIMEOUT_SECS")?),
+            drain: Duration::from_secs(self.number("DRAIN_SECS")?),
         })
     }
 }
@@ -172,6 +173,9 @@ pub struct Settings {
     pub body_read_timeout: Duration,
     /// A connection with no request in progress for this long is closed.
     pub idle_timeout: Duration,
+    /// After SIGTERM, how long `/readyz` fails while requests are still served, so a load
+    /// balancer stops sending before the listener closes (0: stop at once).
+    pub drain: Duration,
 }
 
 impl std::fmt::Debug for Settings {
