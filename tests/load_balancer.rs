@@ -11,11 +11,10 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::haproxy::{free_port, Haproxy};
 use common::process::*;
 use common::*;
 use gigs_notifier::config::WebhookSecret;
@@ -61,95 +60,6 @@ struct Answer {
     at: Instant,
 }
 
-/// HAProxy on `deploy/haproxy/haproxy.cfg`, stopped when dropped.
-struct Haproxy {
-    child: Child,
-    port: u16,
-    stats: u16,
-    log: PathBuf,
-}
-
-impl Haproxy {
-    fn start(replicas: [u16; 2], log_dir: &std::path::Path) -> Self {
-        let bin = find_haproxy().unwrap_or_else(|| {
-            panic!(
-                "HAProxy is not installed, and this test needs a real load balancer: run \
-                 scripts/install-test-tools.sh (as .ci/run does) or `apt-get install haproxy`"
-            )
-        });
-        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/haproxy/haproxy.cfg");
-        let (port, stats) = (free_port(), free_port());
-        let log = log_dir.join("haproxy.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin)
-            .args(["-db", "-f", config])
-            .env("LB_BIND", format!("127.0.0.1:{port}"))
-            .env("LB_STATS_BIND", format!("127.0.0.1:{stats}"))
-            .env("REPLICA_1", format!("127.0.0.1:{}", replicas[0]))
-            .env("REPLICA_2", format!("127.0.0.1:{}", replicas[1]))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("haproxy starts");
-        Self {
-            child,
-            port,
-            stats,
-            log,
-        }
-    }
-
-    /// Each server's state from the status page (`UP`, `DOWN`, `UP 1/2`, …).
-    async fn states(&self, client: &reqwest::Client) -> BTreeMap<String, String> {
-        let url = format!("http://127.0.0.1:{}/stats;csv", self.stats);
-        let Ok(r) = client.get(url).send().await else {
-            return BTreeMap::new();
-        };
-        let text = r.text().await.unwrap_or_default();
-        let mut lines = text.lines();
-        let header: Vec<&str> = lines
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("# ")
-            .split(',')
-            .collect();
-        let col = |name: &str| header.iter().position(|h| *h == name);
-        let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
-            return BTreeMap::new();
-        };
-        lines
-            .map(|l| l.split(',').collect::<Vec<_>>())
-            .filter(|f| f.len() > st && f[px] == "replicas")
-            .map(|f| (f[sv].to_string(), f[st].to_string()))
-            .collect()
-    }
-
-    /// Wait until HAProxy has `server` (`replica1`/`replica2`) in `state`.
-    async fn wait_for_state(&self, client: &reqwest::Client, server: &str, state: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if self.states(client).await.get(server).map(String::as_str) == Some(state) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "HAProxy never saw {server} {state}: {:?}\n{}",
-                self.states(client).await,
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The replicas, killed if the test fails half-way.
 struct Replicas([Option<Served>; 2]);
 
@@ -161,19 +71,6 @@ impl Drop for Replicas {
             }
         }
     }
-}
-
-fn find_haproxy() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|d| d.join("haproxy"))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn event_id(i: usize) -> String {

@@ -3,6 +3,7 @@
 //! test creates its own database and drops it afterwards).
 #![allow(dead_code)]
 
+pub mod haproxy;
 pub mod process;
 
 use std::time::{Duration, Instant};
