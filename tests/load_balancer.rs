@@ -26,6 +26,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 /// Deliveries per second, sent for as long as the restarts take (about 30 s).
 const RATE: u32 = 200;
 const CONCURRENCY: usize = 32;
+/// Deliveries the sender has open at once at most.
+const IN_FLIGHT: usize = 64;
 const SIGTERM: i32 = 15;
 const FIXTURES: [(&str, &str); 4] = [
     ("subscription.created.json", "subscription_created"),
@@ -87,8 +89,12 @@ async fn send_steadily(
     let secret = Arc::new(WebhookSecret::parse(SECRET).unwrap());
     let answers = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = tokio::task::JoinSet::new();
+    // Late ticks are caught up (the average stays at RATE), but like Svix the sender holds
+    // at most IN_FLIGHT deliveries at once, so a machine too busy to keep up sends slower
+    // instead of piling up connections until the replicas refuse them.
     let mut tick = tokio::time::interval(Duration::from_secs(1) / RATE);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let templates: Vec<serde_json::Value> = FIXTURES
         .iter()
         .map(|(name, _)| serde_json::from_str(&common::fixture(name)).unwrap())
@@ -96,6 +102,7 @@ async fn send_steadily(
     let mut i = 0;
     while !stop.is_cancelled() {
         tick.tick().await;
+        let permit = in_flight.clone().acquire_owned().await.unwrap();
         let fixture = i % FIXTURES.len();
         let id = event_id(i);
         let mut event = templates[fixture].clone();
@@ -104,6 +111,7 @@ async fn send_steadily(
         let (client, url, secret, answers) =
             (client.clone(), url.clone(), secret.clone(), answers.clone());
         tasks.spawn(async move {
+            let _permit = permit;
             let sent =
                 gigs_notifier::replay::deliver(&client, &url, &secret, body.as_bytes()).await;
             let timed_out = sent.as_ref().is_err_and(|e| e.is_timeout());
