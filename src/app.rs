@@ -28,6 +28,8 @@ pub struct Application {
     worker: Worker,
     store: Store,
     settings: Settings,
+    /// Cancelled when the drain begins: `/readyz` fails from then on.
+    draining: CancellationToken,
 }
 
 impl Application {
@@ -58,6 +60,7 @@ impl Application {
         );
         let mail = MailClient::new(http, settings.mail_url.clone(), settings.mail_token.clone());
         let wake = Arc::new(Notify::new());
+        let draining = CancellationToken::new();
         let worker = Worker::new(&settings, store.clone(), gigs, mail, wake.clone());
         let state = AppState {
             verifier: Arc::new(Verifier::new(
@@ -69,10 +72,17 @@ impl Application {
             metrics: crate::telemetry::metrics_handle(),
             body_limit: settings.body_limit_bytes,
             body_timeout: settings.body_read_timeout,
+            draining: draining.clone(),
         };
         let request_id = HeaderName::from_static("x-request-id");
         let router = webhook::router(state.clone())
             .merge(crate::admin::router(state, &settings))
+            .layer(axum::middleware::from_fn({
+                let draining = draining.clone();
+                move |req, next| {
+                    crate::shutdown::close_connections_while_draining(draining.clone(), req, next)
+                }
+            }))
             .layer(PropagateRequestIdLayer::new(request_id.clone()))
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -93,6 +103,7 @@ impl Application {
             worker,
             store,
             settings,
+            draining,
         }
     }
 
@@ -106,11 +117,35 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Serve until `shutdown` resolves: then stop accepting, finish in-flight requests,
-    /// let the worker finish or hand back its claims, and close the store.
+    /// Serve until `shutdown` resolves: then stop accepting at once (no drain), finish
+    /// in-flight requests, let the worker finish or hand back its claims, and close the
+    /// store. For embedders that stop the service themselves (`demo`, tests).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.run(shutdown, std::future::pending(), Duration::ZERO)
+            .await
+    }
+
+    /// What `serve` runs: the first SIGTERM or SIGINT starts the drain (`DRAIN_SECS`, see
+    /// [`crate::shutdown`]), a second cuts it short; then as [`Self::run_until_stopped`].
+    pub async fn run_until_signalled(
+        self,
+        signals: crate::shutdown::Signals,
+    ) -> anyhow::Result<()> {
+        let (begin, hurry) = signals.stages();
+        let drain = self.settings.drain;
+        self.run(begin.cancelled_owned(), hurry.cancelled_owned(), drain)
+            .await
+    }
+
+    /// Serve; when `begin` resolves, drain for `drain` (or until `hurry`), then stop.
+    async fn run(
+        self,
+        begin: impl Future<Output = ()> + Send + 'static,
+        hurry: impl Future<Output = ()> + Send + 'static,
+        drain: Duration,
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let worker = tokio::spawn(self.worker.clone().run(stop.clone()));
@@ -124,8 +159,9 @@ impl Application {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
         let stop_server = stop.clone();
         let limits = crate::server::Limits::from_settings(&self.settings);
+        let draining = self.draining.clone();
         crate::server::serve(self.listener, self.router, limits, async move {
-            shutdown.await;
+            crate::shutdown::drain_then_stop(begin, hurry, drain, draining).await;
             tracing::info!("shutting down: no new connections, finishing requests in flight");
             stop_server.cancel();
         })
@@ -134,6 +170,7 @@ impl Application {
         let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
         let _ = purger.await;
         self.store.close().await;
+        tracing::info!("stopped");
         Ok(())
     }
 }

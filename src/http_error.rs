@@ -42,6 +42,9 @@ pub enum ApiError {
     /// `/readyz`: the store cannot take writes now; the code says why.
     #[error("{0}")]
     NotReady(NotReady),
+    /// `/readyz`: the service is stopping and wants no new traffic (it still serves what comes).
+    #[error("the service is stopping; send new requests to another replica")]
+    Draining,
     #[error("a valid admin bearer token is required")]
     Unauthorized,
     /// No such route, or no such item (the message says which).
@@ -69,9 +72,10 @@ impl ApiError {
             }
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::StoreUnavailable | Self::StoreUnreachable(_) | Self::NotReady(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::StoreUnavailable
+            | Self::StoreUnreachable(_)
+            | Self::NotReady(_)
+            | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,6 +92,7 @@ impl ApiError {
             Self::BodyTimeout(_) => "body_timeout",
             Self::StoreUnavailable | Self::StoreUnreachable(_) => "store_unavailable",
             Self::NotReady(e) => e.code(),
+            Self::Draining => "draining",
             Self::Unauthorized => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",

@@ -19,6 +19,7 @@ pub mod outbound;
 pub mod replay;
 pub mod retry;
 pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod templates_cli;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gigs_notifier::config::{LogFormat, RawSettings, WebhookSecret};
-use gigs_notifier::{app, demo, replay, store::Store, telemetry, Application};
+use gigs_notifier::{demo, replay, shutdown, store::Store, telemetry, Application};
 
 #[derive(Parser)]
 #[command(
@@ -172,7 +172,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             telemetry::init_panic_logging();
             let settings = raw.into_settings()?;
             let app = Application::build(settings).await?;
-            app.run_until_stopped(app::shutdown_signal()).await?;
+            let signals = shutdown::Signals::listen()?;
+            app.run_until_signalled(signals).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => {

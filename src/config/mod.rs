@@ -86,6 +86,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("SUPPORT_EMAIL", None),
     ("SUPPORT_PHONE", None),
     ("DISPLAY_TIMEZONE", Some("UTC")),
+    ("DRAIN_SECS", Some("5")),
 ];
 
 /// Raw values after layering, keyed by environment name.

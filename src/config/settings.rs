@@ -116,6 +116,7 @@ impl RawSettings {
             body_read_timeout: Duration::from_secs(self.positive("BODY_READ_TIMEOUT_SECS")?),
             idle_timeout: Duration::from_secs(self.positive("IDLE_TIMEOUT_SECS")?),
             notices: self.notice_settings()?,
+            drain: Duration::from_secs(self.number("DRAIN_SECS")?),
         })
     }
 }
@@ -175,6 +176,9 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Templates (checked), brand values, display time zone.
     pub notices: NoticeSettings,
+    /// After SIGTERM, how long `/readyz` fails while requests are still served, so a load
+    /// balancer stops sending before the listener closes (0: stop at once).
+    pub drain: Duration,
 }
 
 impl std::fmt::Debug for Settings {

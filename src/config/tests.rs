@@ -27,6 +27,7 @@ fn valid_settings_load_with_defaults() {
     assert_eq!(s.header_read_timeout, Duration::from_secs(5));
     assert_eq!(s.body_read_timeout, Duration::from_secs(10));
     assert_eq!(s.idle_timeout, Duration::from_secs(30));
+    assert_eq!(s.drain, Duration::from_secs(5));
     assert_eq!(s.audit_retention, Duration::from_secs(1095 * 86_400));
     assert!(s.store.audit_key.is_none());
     assert!(!s.worker_paused);
@@ -59,6 +60,7 @@ fn bad_settings_name_the_variable_and_hide_the_value() {
         ("AUDIT_HASH_KEY", "too-short-a-secret"),
         ("AUDIT_RETENTION_DAYS", "213503982334602"),
         ("WORKER_PAUSED", "yes"),
+        ("DRAIN_SECS", "-1"),
     ];
     for (key, value) in cases {
         let mut raw = base();

@@ -34,6 +34,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// How long a sender may take to deliver the whole body.
     pub body_timeout: Duration,
+    /// Cancelled when the service begins to drain before stopping: `/readyz` fails.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 /// The service's routes (admin routes are merged in by the caller when enabled).
@@ -168,8 +170,12 @@ fn count(event_type: &'static str, outcome: &'static str) {
         .increment(1);
 }
 
-/// Ready only while a delivery could be stored: see [`Store::readiness`].
+/// Ready only while a delivery could be stored (see [`Store::readiness`]) and the service
+/// is not draining before a stop (see [`crate::shutdown`]).
 async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if state.draining.is_cancelled() {
+        return Err(ApiError::Draining);
+    }
     let not_ready =
         match tokio::time::timeout(Duration::from_secs(2), state.store.readiness()).await {
             Ok(Ok(())) => return Ok(Json(json!({ "status": "ready" })).into_response()),

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod people;
+pub mod haproxy;
 pub mod process;
 
 use std::time::{Duration, Instant};

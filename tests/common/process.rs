@@ -25,6 +25,9 @@ pub fn base_env(db_url: &str, gigs: &str, mail: &str) -> Vec<(String, String)> {
         ("HTTP_TIMEOUT_SECS", "5".to_string()),
         ("RUST_LOG", "info".to_string()),
         ("SUPPORT_EMAIL", super::SUPPORT_EMAIL.to_string()),
+        // Stop at once on SIGTERM: no load balancer is in front of these tests' processes
+        // (tests/drain.rs and tests/load_balancer.rs set their own).
+        ("DRAIN_SECS", "0".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -124,6 +127,27 @@ impl Served {
     pub fn terminate(&mut self) {
         unsafe { kill(self.child.id() as i32, 15) };
         self.child.wait().unwrap();
+    }
+
+    /// Send `sig` (e.g. 15 for SIGTERM, 2 for SIGINT) without waiting.
+    pub fn signal(&self, sig: i32) {
+        unsafe { kill(self.child.id() as i32, sig) };
+    }
+
+    /// Wait for the process to exit by itself, at most `limit` (then it is killed and the
+    /// test fails).
+    pub async fn exited_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.kill9();
+                panic!("the process did not exit within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// SIGKILL, then reap it.
