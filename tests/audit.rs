@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::process::BIN;
+use common::process::run_with_env as run;
 use common::*;
 use serde_json::{json, Value};
 use sqlx::{Column, Row};
@@ -13,30 +13,6 @@ use wiremock::{Mock, ResponseTemplate};
 const ADMIN: &str = "s3cret-admin-token";
 const USER: &str = "usr_0SNlurA049MEWV4OpCwsNyC9Kn2d";
 const EVENT: &str = "evt_0SNlurA049MEWV5gNTcQ5A07h3Ol";
-
-/// Run the real binary with exactly `env`; (success, stdout, stderr).
-async fn run(env: &[(&str, &str)], args: &[&str]) -> (bool, String, String) {
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(BIN)
-            .args(&args)
-            .env_clear()
-            .envs(env)
-            .output()
-            .expect("binary runs")
-    })
-    .await
-    .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// `notices list … --format json` with only DATABASE_URL, parsed.
 async fn list_json(db: &str, filter: &[&str]) -> Vec<Value> {

@@ -45,6 +45,12 @@ async fn serve_on_free_port(router: Router) -> anyhow::Result<String> {
 pub async fn start() -> anyhow::Result<Fakes> {
     let gigs = Router::new()
         .route(
+            "/projects/{project}",
+            get(|Path(id): Path<String>| async move {
+                Json(json!({"object": "project", "id": id, "name": "Bench Mobile", "locales": ["en-US"]}))
+            }),
+        )
+        .route(
             "/projects/{project}/subscriptions/{id}",
             get(|Path((_, id)): Path<(String, String)>| async move {
                 // A person of its own per line (see `requests`).

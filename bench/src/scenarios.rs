@@ -110,6 +110,9 @@ async fn measure(no: usize, opts: &Options, fakes: &Fakes, db_url: &str) -> anyh
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         ),
         ("LOG_FORMAT", "json".to_string()),
+        // Notices name a way to reach support (required since the template issue; older
+        // service builds ignore it).
+        ("SUPPORT_URL", "https://help.bench.example".to_string()),
     ];
     let service = ChildProc::spawn(&opts.service_bin, &["serve"], &env).await?;
     let floor = ChildProc::spawn(&std::env::current_exe()?, &["floor"], &[]).await?;
