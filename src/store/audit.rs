@@ -1,12 +1,12 @@
-//! SQL of the proof-of-notice trail (see [`crate::audit`]). Its writes run inside the group
-//! commit, in the same transaction as the notices or results they record, so the trail and
-//! the queue never disagree and the hot path gains statements, not round trips to a commit.
-//! Reads, the key and the audit purge use the pools.
+//! SQL of the proof-of-notice trail (see [`crate::audit`]) outside the hot path: the key,
+//! reads, reopening and the audit purge, through the pools. Its hot writes run inside the
+//! group commit, in the same transaction as the notices or results they record (each
+//! backend's batch room), so the trail and the queue never disagree.
 
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyPool, Row};
 
-use super::{param_list, NewNotice, Store, StoreError};
-use crate::audit::{AttemptEntry, AttemptRecord, AuditKey, AuditKeys, Filter, NoticeRecord};
+use super::{param_list, Store, StoreError};
+use crate::audit::{AttemptEntry, AuditKey, AuditKeys, Filter, NoticeRecord};
 
 /// The audit keys of this database. `configured` (`AUDIT_HASH_KEY`) hashes new records when
 /// set; otherwise a key kept in the `audit_key` table does, made at random on first use. A
@@ -83,142 +83,6 @@ pub(super) async fn fill_missing_hashes(
             return Ok(filled);
         }
     }
-}
-
-/// A notice being queued, as its audit record needs it.
-pub(super) struct Queued<'a> {
-    pub event_id: &'a str,
-    pub now: i64,
-    pub notice: &'a NewNotice,
-    pub recipient_hash: &'a str,
-}
-
-/// Record newly queued notices, one statement per 256. A notice already queued (an event
-/// processed again) keeps its first record.
-pub(super) async fn insert_records(
-    conn: &mut AnyConnection,
-    rows: &[Queued<'_>],
-) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(256) {
-        let mut sql = format!(
-            "INSERT INTO notice_audit (notice_id, event_id, event_type, kind, subscription_id, \
-             user_id, recipient_hash, created_at) VALUES {}",
-            super::sql::values_list(chunk.len(), &[1, 2, 3, 4, 5, 6, 7, 8])
-        );
-        sql.push_str(" ON CONFLICT (notice_id) DO NOTHING");
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(&r.notice.id)
-                .bind(r.event_id)
-                .bind(&r.notice.event_type)
-                .bind(r.notice.kind)
-                .bind(&r.notice.subscription_id)
-                .bind(&r.notice.user_id)
-                .bind(r.recipient_hash)
-                .bind(r.now);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// Add attempt entries, numbered after the attempts the record has counted so far (or, for
-/// a notice without a record, after its entries).
-async fn insert_attempts(
-    conn: &mut AnyConnection,
-    attempts: &[(&str, &AttemptRecord)],
-) -> Result<(), sqlx::Error> {
-    for chunk in attempts.chunks(256) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = |c: usize| format!("${}", i * 6 + c);
-                format!(
-                    "({id}, COALESCE((SELECT attempts FROM notice_audit WHERE notice_id = {id}), \
-                     (SELECT COUNT(*) FROM notice_attempts WHERE notice_id = {id})) + 1, \
-                     {}, {}, {}, {}, {})",
-                    p(2),
-                    p(3),
-                    p(4),
-                    p(5),
-                    p(6),
-                    id = p(1)
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO notice_attempts (notice_id, attempt, attempted_at, outcome, http_status, \
-             reason, message_id) VALUES {} ON CONFLICT (notice_id, attempt) DO NOTHING",
-            rows.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, a) in chunk {
-            q = q
-                .bind(*id)
-                .bind(a.at)
-                .bind(a.outcome.as_str())
-                .bind(a.http_status.map(i64::from))
-                .bind(a.reason.as_deref())
-                .bind(a.message_id.as_deref());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// Record notices just marked sent: their attempts, then the records' outcome, count and
-/// message id, one statement each.
-pub(super) async fn record_sent(
-    conn: &mut AnyConnection,
-    now: i64,
-    sent: &[(&str, Option<&AttemptRecord>)],
-) -> Result<(), sqlx::Error> {
-    if sent.is_empty() {
-        return Ok(());
-    }
-    let attempts: Vec<(&str, &AttemptRecord)> = sent
-        .iter()
-        .filter_map(|(id, a)| Some((*id, (*a)?)))
-        .collect();
-    insert_attempts(conn, &attempts).await?;
-    let sql = format!(
-        "UPDATE notice_audit SET outcome = 'sent', finished_at = $1, attempts = attempts + 1, \
-         message_id = COALESCE((SELECT t.message_id FROM notice_attempts t WHERE \
-         t.notice_id = notice_audit.notice_id AND t.message_id IS NOT NULL \
-         ORDER BY t.attempt DESC LIMIT 1), message_id) WHERE notice_id IN ({})",
-        param_list(2, sent.len())
-    );
-    let mut q = sqlx::query(&sql).bind(now);
-    for (id, _) in sent {
-        q = q.bind(*id);
-    }
-    q.execute(&mut *conn).await?;
-    Ok(())
-}
-
-/// Record a failed attempt of a notice: retried later, or (`dead`) dead-lettered.
-pub(super) async fn record_failure(
-    conn: &mut AnyConnection,
-    id: &str,
-    now: i64,
-    attempt: Option<&AttemptRecord>,
-    dead: bool,
-) -> Result<(), sqlx::Error> {
-    if let Some(a) = attempt {
-        insert_attempts(conn, &[(id, a)]).await?;
-    }
-    let q = if dead {
-        sqlx::query(
-            "UPDATE notice_audit SET attempts = attempts + 1, outcome = 'dead', finished_at = $1 \
-             WHERE notice_id = $2",
-        )
-        .bind(now)
-        .bind(id)
-    } else {
-        sqlx::query("UPDATE notice_audit SET attempts = attempts + 1 WHERE notice_id = $1").bind(id)
-    };
-    q.execute(&mut *conn).await?;
-    Ok(())
 }
 
 /// A dead letter put back in its queue is pending again.

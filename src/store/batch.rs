@@ -8,9 +8,11 @@ use std::time::Duration;
 use sqlx::{AnyConnection, AnyPool, Connection as _};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::complete::{complete_many, Claimed};
+use super::apply::apply;
+use super::complete::Claimed;
 use super::health::Health;
-use super::sqlite_inbox::{Inbox, InboxBatch};
+use super::sqlite_writer::SqliteWriter;
+use super::sqlx_tx::SqlxTx;
 use super::{NewEvent, StoreError};
 
 /// Largest batch per transaction; bounds how long one commit holds the write lock.
@@ -33,23 +35,22 @@ pub struct Batcher {
 
 impl Batcher {
     /// Start `writers` committing tasks (one for SQLite, which has one writer anyway). With
-    /// an `inbox` (SQLite), deliveries and probes are written by it, everything else
-    /// through `pool`, one after the other in the same loop.
+    /// a `sqlite` writer, every batch is written by it; otherwise through `pool`.
     pub fn start(
         pool: AnyPool,
         writers: usize,
         name: &'static str,
         health: Arc<Health>,
-        inbox: Option<(Inbox, super::WriteTurn)>,
+        sqlite: Option<(SqliteWriter, super::WriteTurn)>,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<(WriteOp, Reply)>(4 * MAX_BATCH);
         let rx = Arc::new(Mutex::new(rx));
-        let inbox = inbox.map(|(inbox, turn)| (Arc::new(inbox), turn));
+        let sqlite = sqlite.map(|(writer, turn)| (Arc::new(writer), turn));
         for _ in 0..writers.max(1) {
             let writer = Writer {
                 pool: pool.clone(),
                 health: health.clone(),
-                inbox: inbox.clone(),
+                sqlite: sqlite.clone(),
             };
             tokio::spawn(write_loop(writer, rx.clone(), name));
         }
@@ -75,79 +76,30 @@ impl Batcher {
 struct Writer {
     pool: AnyPool,
     health: Arc<Health>,
-    /// SQLite's writer of deliveries and probes, and the turn it writes in.
-    inbox: Option<(Arc<Inbox>, super::WriteTurn)>,
+    /// SQLite's writer thread, and the turn it writes in.
+    sqlite: Option<(Arc<SqliteWriter>, super::WriteTurn)>,
 }
 
 /// Each write's answer; a failure is shared by every write of the transaction it was in.
 type Answers = Vec<Result<WriteOut, Arc<StoreError>>>;
 
 impl Writer {
-    /// Write a batch: on SQLite, deliveries and probes through the inbox writer in one
-    /// transaction, then the rest through the pool in another; each write is answered by
-    /// the outcome of its own transaction.
+    /// Write a batch in one transaction: on SQLite by its writer thread (which may answer
+    /// the worker's part with an error of its own while the deliveries commit), otherwise
+    /// through the pool.
     async fn run(&mut self, ops: Vec<WriteOp>, name: &str) -> Answers {
-        let Some((inbox, turn)) = self.inbox.clone() else {
-            let n = ops.len();
+        let n = ops.len();
+        let Some((sqlite, turn)) = self.sqlite.clone() else {
             return match self.run_pool(&ops).await {
                 Ok(outs) => outs.into_iter().map(Ok).collect(),
                 Err(e) => failed(e, n, name),
             };
         };
-        let mut out: Vec<Option<Result<WriteOut, Arc<StoreError>>>> =
-            (0..ops.len()).map(|_| None).collect();
-        let (mut batch, mut inserted, mut probes) = (InboxBatch::default(), Vec::new(), Vec::new());
-        let (mut rest, mut rest_at) = (Vec::new(), Vec::new());
-        for (i, op) in ops.into_iter().enumerate() {
-            match op {
-                WriteOp::Insert(e) => {
-                    inserted.push(i);
-                    batch.events.push(e);
-                }
-                WriteOp::Probe => {
-                    probes.push(i);
-                    batch.probe = true;
-                }
-                other => {
-                    rest_at.push(i);
-                    rest.push(other);
-                }
-            }
-        }
-        if batch.probe || !batch.events.is_empty() {
-            let written = {
-                let _turn = turn.lock().await;
-                self.checked(inbox.write(batch, BATCH_DEADLINE)).await
-            };
-            match written {
-                Ok(stored) => {
-                    for (i, s) in inserted.iter().zip(stored) {
-                        out[*i] = Some(Ok(WriteOut::Inserted(s)));
-                    }
-                    for i in &probes {
-                        out[*i] = Some(Ok(WriteOut::Probed));
-                    }
-                }
-                Err(e) => {
-                    let n = inserted.len() + probes.len();
-                    for (i, e) in inserted.iter().chain(&probes).zip(failed(e, n, name)) {
-                        out[*i] = Some(e);
-                    }
-                }
-            }
-        }
-        if !rest.is_empty() {
-            let answers = match self.run_pool(&rest).await {
-                Ok(outs) => outs.into_iter().map(Ok).collect(),
-                Err(e) => failed(e, rest.len(), name),
-            };
-            for (i, a) in rest_at.into_iter().zip(answers) {
-                out[i] = Some(a);
-            }
-        }
-        out.into_iter()
-            .map(|o| o.expect("every write answered"))
-            .collect()
+        let written = {
+            let _turn = turn.lock().await;
+            self.checked(sqlite.write(ops, BATCH_DEADLINE)).await
+        };
+        written.unwrap_or_else(|e| failed(e, n, name))
     }
 
     /// A write that counts only if it went to the file a restart opens: the file is checked
@@ -223,7 +175,7 @@ async fn commit(conn: &mut AnyConnection, ops: &[WriteOp]) -> Result<Vec<WriteOu
     loop {
         let attempt = async {
             let mut tx = conn.begin().await?;
-            let outs = apply(&mut tx, ops).await?;
+            let outs = apply(&mut SqlxTx { conn: &mut tx }, ops, super::now_ms()).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(outs)
         };
@@ -246,47 +198,6 @@ pub enum InsertOutcome {
     Stored,
     /// The id was already in the inbox: nothing new was written.
     Duplicate,
-}
-
-/// One multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING id`: the ids that come back
-/// were new; the first occurrence of a new id in the batch is the one that stored it.
-async fn insert_many(
-    conn: &mut AnyConnection,
-    ops: &[&NewEvent],
-) -> Result<Vec<InsertOutcome>, sqlx::Error> {
-    if ops.is_empty() {
-        return Ok(Vec::new());
-    }
-    {
-        // received_at (4th parameter of a row) doubles as the first due time and the start
-        // of the age budget.
-        let mut sql = format!(
-            "INSERT INTO events (id, event_type, payload, next_attempt_at, received_at, attempts_since) VALUES {}",
-            super::sql::values_list(ops.len(), &[1, 2, 3, 4, 4, 4])
-        );
-        sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for e in ops {
-            q = q
-                .bind(&e.id)
-                .bind(&e.event_type)
-                .bind(&e.payload)
-                .bind(e.received_at);
-        }
-        let stored: std::collections::HashSet<String> =
-            q.fetch_all(&mut *conn).await?.into_iter().collect();
-        let mut seen = std::collections::HashSet::new();
-        Ok(ops
-            .iter()
-            .map(|e| {
-                if stored.contains(&e.id) && seen.insert(e.id.as_str()) {
-                    InsertOutcome::Stored
-                } else {
-                    InsertOutcome::Duplicate
-                }
-            })
-            .collect())
-    }
 }
 
 /// Claim due work for a worker. Events and notices are claimed up to limits of their own,
@@ -322,48 +233,4 @@ pub enum WriteOut {
     Completed(bool),
     Claimed(Vec<super::ClaimedEvent>, Vec<super::ClaimedNotice>),
     Probed,
-}
-
-/// Completions first (they free work), then the inbox inserts, then claims (which may
-/// take what was just inserted).
-async fn apply(conn: &mut AnyConnection, ops: &[WriteOp]) -> Result<Vec<WriteOut>, sqlx::Error> {
-    let mut out: Vec<Option<WriteOut>> = (0..ops.len()).map(|_| None).collect();
-    let (mut completes, mut inserts) = (Vec::new(), Vec::new());
-    for (i, op) in ops.iter().enumerate() {
-        match op {
-            WriteOp::Complete(c) => completes.push((i, c)),
-            WriteOp::Insert(e) => inserts.push((i, e)),
-            WriteOp::Claim(_) => {}
-            WriteOp::Probe => out[i] = Some(WriteOut::Probed),
-        }
-    }
-    if ops.iter().any(|op| matches!(op, WriteOp::Probe)) {
-        sqlx::query(
-            "INSERT INTO readiness_probe (id, checked_at) VALUES (1, $1) \
-             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-        )
-        .bind(super::now_ms())
-        .execute(&mut *conn)
-        .await?;
-    }
-    let held = complete_many(conn, &completes.iter().map(|(_, c)| *c).collect::<Vec<_>>()).await?;
-    for ((i, _), h) in completes.iter().zip(held) {
-        out[*i] = Some(WriteOut::Completed(h));
-    }
-    // The same order everywhere, so two replicas inserting overlapping ids cannot deadlock.
-    inserts.sort_by(|a, b| a.1.id.cmp(&b.1.id));
-    let stored = insert_many(conn, &inserts.iter().map(|(_, e)| *e).collect::<Vec<_>>()).await?;
-    for ((i, _), s) in inserts.iter().zip(stored) {
-        out[*i] = Some(WriteOut::Inserted(s));
-    }
-    for (i, op) in ops.iter().enumerate() {
-        if let WriteOp::Claim(req) = op {
-            let (events, notices) = super::sql::claim_in(conn, req).await?;
-            out[i] = Some(WriteOut::Claimed(events, notices));
-        }
-    }
-    Ok(out
-        .into_iter()
-        .map(|o| o.expect("every op answered"))
-        .collect())
 }

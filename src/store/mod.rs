@@ -3,17 +3,18 @@
 //!
 //! Rooms: [`sqlite`] and [`postgres`] own their connection handling and migrations;
 //! [`batch`] is the group-commit queue every hot-path write goes through (deliveries,
-//! claims, finished work in [`complete`]); [`sql`] holds the claim and parameter lists both
-//! backends share (one dialect through sqlx's `Any`: the only fork is PostgreSQL's
-//! `FOR UPDATE SKIP LOCKED`); [`state`] maps the row states; [`operator`] serves dead
-//! letters and retention; [`audit`] the proof of notice; [`health`] readiness; [`error`]
-//! classifies failures once.
+//! claims, finished work in [`complete`]); [`apply`] holds the rules of a batch, written
+//! once over each backend's statements: [`sqlite_tx`] (rusqlite, on SQLite's writer
+//! thread, [`sqlite_writer`]) and [`sqlx_tx`] (PostgreSQL); [`sql`] the SQL text they
+//! share; [`state`] maps the row states; [`operator`] serves dead letters and retention;
+//! [`audit`] the proof of notice; [`health`] readiness; [`error`] classifies failures once.
 //!
 //! Claims are leases: a row stays with its claimer until `lease_until`, which the worker
 //! renews while it works; after a crash the lease runs out and anyone may take it. Updates
 //! after a claim check `claim_token`, so a worker that lost its lease cannot overwrite what
 //! the new holder did.
 
+mod apply;
 mod audit;
 mod batch;
 mod complete;
@@ -24,7 +25,9 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
-mod sqlite_inbox;
+mod sqlite_tx;
+mod sqlite_writer;
+mod sqlx_tx;
 pub mod state;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,9 +63,9 @@ pub struct Store {
     audit: Arc<AuditKeys>,
     /// Deliveries waiting for their commit now: how hard the ingress is pushing.
     ingest_waiting: Arc<AtomicUsize>,
-    /// Held by whoever writes outside the pool's one connection (SQLite's inbox writer)
-    /// and by every write through `write` made outside the group commit: the two SQLite
-    /// connections take turns here instead of sleeping in SQLite's busy handler.
+    /// Held by SQLite's writer thread for each batch and by every write through `write`
+    /// made outside the group commit: the two SQLite connections take turns here instead
+    /// of sleeping in SQLite's busy handler.
     turn: WriteTurn,
 }
 
@@ -91,7 +94,7 @@ impl Store {
     /// Connect, apply the backend's migrations and start the group-commit write queue.
     pub async fn connect_with(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let (backend, pool, write, health, writers, inbox) = if url.starts_with("sqlite:") {
+        let (backend, pool, write, health, writers, sqlite) = if url.starts_with("sqlite:") {
             let db = sqlite::open(url, opts).await?;
             // SQLite has one writer anyway: one committing task, in order.
             (
@@ -100,7 +103,7 @@ impl Store {
                 db.write,
                 db.health,
                 1,
-                Some(db.inbox),
+                Some(db.writer),
             )
         } else {
             let pool = postgres::open(url, opts).await?;
@@ -123,7 +126,7 @@ impl Store {
                 writers,
                 "writes",
                 health.clone(),
-                inbox.map(|inbox| (inbox, turn.clone())),
+                sqlite.map(|writer| (writer, turn.clone())),
             ),
             turn,
             pool,

@@ -1,6 +1,6 @@
 //! SQLite: how the store opens its file (pragmas, create-then-`mode=rw`, the file's
 //! identity for readiness) and its own migrations. One write connection for the pool and
-//! the inbox writer's own ([`super::sqlite_inbox`]), both driven by the one write loop:
+//! the writer thread's own ([`super::sqlite_writer`]), both driven by the one write loop:
 //! writers take turns in order instead of sleeping in SQLite's busy handler.
 
 use std::time::Duration;
@@ -9,15 +9,15 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
 
 use super::health::{self, Health, NotReady};
-use super::sqlite_inbox::Inbox;
+use super::sqlite_writer::SqliteWriter;
 use super::{StoreError, StoreOptions};
 
-/// The opened database: a read pool, the single write connection's pool, the inbox writer
-/// (deliveries and probes) and the health watch on its file.
+/// The opened database: a read pool, the single write connection's pool (writes outside the
+/// group commit), the writer thread (every batch) and the health watch on its file.
 pub(super) struct Opened {
     pub read: AnyPool,
     pub write: AnyPool,
-    pub inbox: Inbox,
+    pub writer: SqliteWriter,
     pub health: Health,
 }
 
@@ -58,11 +58,11 @@ pub(super) async fn open(url: &str, opts: &StoreOptions) -> Result<Opened, Store
     let write = pool(1).connect(&url).await?;
     let path = sqlite_path(&url);
     let health = Health::for_file(&path).map_err(sqlx::Error::Io)?;
-    let inbox = Inbox::start(path, pragmas.clone()).map_err(sqlx::Error::Io)?;
+    let writer = SqliteWriter::start(path, pragmas.clone()).map_err(sqlx::Error::Io)?;
     Ok(Opened {
         read: pool(4).connect(&url).await?,
         write,
-        inbox,
+        writer,
         health,
     })
 }

@@ -1,0 +1,186 @@
+//! SQLite's writer: every group-commit batch (deliveries, readiness probes, the worker's
+//! finished work and claims) is written by a thread of its own, on a connection of its
+//! own, in one `BEGIN IMMEDIATE … COMMIT`: one hand-off, one fsync, one answer per batch.
+//!
+//! Through sqlx every statement of a batch is a round trip to the connection's thread, and
+//! on a busy two-core machine each round trip costs more than the statement; when the
+//! worker's writes went through sqlx in a second transaction, the deliveries of the same
+//! batch also waited for its commit. Durability is the same: `synchronous=FULL` (the pool's
+//! pragmas) and nobody is answered before `COMMIT` returned.
+//!
+//! The worker's part runs inside a savepoint after the deliveries: if it fails for a reason
+//! of its own (a constraint, a rule of ours), it is rolled back and answered with the error
+//! while the deliveries still commit, so a bad completion cannot turn deliveries away. A
+//! failure of the database itself (full, I/O, read-only, interrupted) fails the batch.
+//!
+//! The connection is opened read-write without create (a file removed under the service is
+//! never made again, empty) and is thrown away after any failure, so no batch ever runs
+//! inside a transaction SQLite kept open after an I/O error or a full disk. A batch that
+//! overruns its deadline is interrupted. Other writers of this process (lease renewals,
+//! operator commands through the pool) take turns with this one through the store's turn
+//! lock; writers in other processes (the CLI) wait in SQLite's busy handler.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, InterruptHandle, OpenFlags, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::apply::{self, Answers};
+use super::batch::{WriteOp, WriteOut};
+use super::sqlite_tx::SqliteTx;
+use super::StoreError;
+
+/// Each op's outcome: the worker's ops fail on their own when their savepoint was rolled back.
+pub(super) type Outcomes = Vec<Result<WriteOut, Arc<StoreError>>>;
+
+type Answer = Result<Outcomes, rusqlite::Error>;
+
+struct Job {
+    ops: Vec<WriteOp>,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// Handle to the writer thread; the thread ends when the handle is dropped.
+pub(super) struct SqliteWriter {
+    jobs: mpsc::Sender<Job>,
+    /// Interrupts the statement running now (a batch past its deadline).
+    interrupt: Arc<Mutex<Option<InterruptHandle>>>,
+}
+
+impl SqliteWriter {
+    /// Start the writer for the database file at `path`; `pragmas` are run on every
+    /// connection it opens.
+    pub(super) fn start(path: PathBuf, pragmas: String) -> std::io::Result<Self> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let interrupt = Arc::new(Mutex::new(None));
+        let handle = interrupt.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || serve(&path, &pragmas, rx, &handle))?;
+        Ok(Self { jobs, interrupt })
+    }
+
+    /// Write `ops` in one transaction; answers once it is committed, or with the error that
+    /// stopped it (nothing of it is then committed), or after `deadline`.
+    pub(super) async fn write(
+        &self,
+        ops: Vec<WriteOp>,
+        deadline: Duration,
+    ) -> Result<Outcomes, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { ops, reply })
+            .map_err(|_| StoreError::Closed)?;
+        match tokio::time::timeout(deadline, answer).await {
+            Ok(Ok(result)) => result.map_err(StoreError::Sqlite),
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => {
+                if let Some(handle) = self
+                    .interrupt
+                    .lock()
+                    .ok()
+                    .as_deref()
+                    .and_then(Option::as_ref)
+                {
+                    handle.interrupt();
+                }
+                Err(StoreError::Timeout(deadline))
+            }
+        }
+    }
+}
+
+/// The thread: one batch at a time, until the handle is dropped.
+fn serve(
+    path: &Path,
+    pragmas: &str,
+    jobs: mpsc::Receiver<Job>,
+    interrupt: &Mutex<Option<InterruptHandle>>,
+) {
+    let mut conn: Option<Connection> = None;
+    let set_interrupt = |handle: Option<InterruptHandle>| {
+        if let Ok(mut slot) = interrupt.lock() {
+            *slot = handle;
+        }
+    };
+    for job in jobs {
+        let result = match conn.as_mut() {
+            Some(c) => write(c, &job.ops),
+            None => open(path, pragmas).and_then(|mut c| {
+                set_interrupt(Some(c.get_interrupt_handle()));
+                let result = write(&mut c, &job.ops);
+                conn = Some(c);
+                result
+            }),
+        };
+        if result.is_err() {
+            // Closed, not reused: closing rolls back whatever SQLite still holds open.
+            set_interrupt(None);
+            conn = None;
+        }
+        let _ = job.reply.send(result);
+    }
+}
+
+fn open(path: &Path, pragmas: &str) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.execute_batch(pragmas)?;
+    // Every statement of a batch stays prepared (claims vary with the recipients left out).
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// One transaction: the deliveries, then the worker's part in a savepoint.
+fn write(conn: &mut Connection, ops: &[WriteOp]) -> Answer {
+    let mut out: Answers = (0..ops.len()).map(|_| None).collect();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut statements = SqliteTx { tx: &tx };
+    // The statements never wait, so their futures finish on the first poll.
+    futures::executor::block_on(apply::deliveries(
+        &mut statements,
+        ops,
+        super::now_ms(),
+        &mut out,
+    ))?;
+    let mut failed_work = None;
+    if ops.iter().any(apply::is_work) {
+        tx.execute_batch("SAVEPOINT work")?;
+        match futures::executor::block_on(apply::work(&mut statements, ops, &mut out)) {
+            Ok(()) => tx.execute_batch("RELEASE work")?,
+            Err(e) if is_database_failure(&e) => return Err(e),
+            Err(e) => {
+                tx.execute_batch("ROLLBACK TO work; RELEASE work")?;
+                tracing::error!(error = %e, "the worker's part of a batch failed and was rolled back; its deliveries still commit");
+                failed_work = Some(Arc::new(StoreError::Sqlite(e)));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(ops
+        .iter()
+        .zip(out)
+        .map(|(op, o)| match (&failed_work, o) {
+            (Some(e), _) if apply::is_work(op) => Err(e.clone()),
+            (_, Some(o)) => Ok(o),
+            (_, None) => Err(Arc::new(StoreError::Closed)),
+        })
+        .collect())
+}
+
+/// A failure of the database itself rather than of one statement: the transaction cannot be
+/// trusted past it.
+fn is_database_failure(e: &rusqlite::Error) -> bool {
+    match e.sqlite_error_code() {
+        Some(code) => !matches!(
+            code,
+            ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::ApiMisuse
+        ),
+        // Not from SQLite (a rule of ours, a conversion): the transaction is fine.
+        None => false,
+    }
+}
