@@ -184,3 +184,107 @@ fn is_database_failure(e: &rusqlite::Error) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::complete::{Claimed, Completion};
+    use crate::store::{InsertOutcome, NewEvent, NewNotice, Store};
+
+    fn event(id: &str) -> WriteOp {
+        WriteOp::Insert(NewEvent {
+            id: id.to_string(),
+            event_type: "com.gigs.subscription.created".to_string(),
+            payload: "{}".to_string(),
+            received_at: 1,
+        })
+    }
+
+    /// A completion that breaks a rule of ours: notices without their recipient hashes.
+    fn bad_completion() -> WriteOp {
+        WriteOp::Complete(Claimed {
+            token: "wkr_test".to_string(),
+            now: 2,
+            completion: Completion::EventDone {
+                id: "evt_claimed".to_string(),
+                received_at: 1,
+                notices: vec![NewNotice {
+                    id: "ntc_1".to_string(),
+                    kind: "subscription_created",
+                    event_type: "com.gigs.subscription.created".to_string(),
+                    subscription_id: None,
+                    user_id: None,
+                    recipient: "someone@example.com".to_string(),
+                    subject: "s".to_string(),
+                    content: "c".to_string(),
+                    html: None,
+                }],
+            },
+            attempt: None,
+            recipient_hashes: Vec::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_failing_worker_part_is_rolled_back_while_the_deliveries_of_its_batch_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        // The claimed event the completion finishes, held by the completion's token.
+        let writer = SqliteWriter::start(path.clone(), String::new()).unwrap();
+        let setup = writer
+            .write(vec![event("evt_claimed")], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(matches!(
+            setup[0],
+            Ok(WriteOut::Inserted(InsertOutcome::Stored))
+        ));
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE events SET claim_token = 'wkr_test', lease_until = 9e15 WHERE id = 'evt_claimed'",
+            [],
+        )
+        .unwrap();
+
+        let out = writer
+            .write(
+                vec![event("evt_delivered"), bad_completion()],
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+
+        assert!(matches!(
+            out[0],
+            Ok(WriteOut::Inserted(InsertOutcome::Stored))
+        ));
+        let err = out[1]
+            .as_ref()
+            .expect_err("the completion fails on its own");
+        assert!(err.to_string().contains("recipient hashes"), "{err}");
+        let stored: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE id = 'evt_delivered'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(stored, 1, "the delivery committed");
+        let (state, notices): (String, i64) = conn
+            .query_row(
+                "SELECT state, (SELECT COUNT(*) FROM notices) FROM events WHERE id = 'evt_claimed'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (state.as_str(), notices),
+            ("pending", 0),
+            "nothing of the completion was kept"
+        );
+        store.close().await;
+    }
+}
