@@ -94,7 +94,7 @@ impl Worker {
                     .record(started.elapsed().as_secs_f64());
                 metrics::counter!("gigs_notifier_events_processed_total", "event_type" => ev.event_type.clone())
                     .increment(1);
-                tracing::info!(notices = count, "event processed");
+                tracing::debug!(notices = count, "event processed");
                 if count > 0 {
                     me.wake.notify_one();
                 }

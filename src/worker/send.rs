@@ -45,7 +45,7 @@ impl Worker {
                     metrics::histogram!("gigs_notifier_notice_delivery_seconds").record(queued);
                     let e2e = (now - n.event_received_at).max(0) as f64 / 1000.0;
                     metrics::histogram!("gigs_notifier_end_to_end_seconds").record(e2e);
-                    tracing::info!("notice sent");
+                    tracing::debug!("notice sent");
                 }
                 Ok(false) => tracing::warn!(
                     "notice sent but its lease was lost; the key makes a resend harmless"
