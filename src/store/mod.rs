@@ -30,7 +30,7 @@ mod sqlite_writer;
 mod sqlx_tx;
 pub mod state;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use sqlx::AnyPool;
@@ -61,8 +61,8 @@ pub struct Store {
     health: Arc<Health>,
     /// Keys of the audit trail's recipient hash.
     audit: Arc<AuditKeys>,
-    /// Deliveries waiting for their commit now: how hard the ingress is pushing.
-    ingest_waiting: Arc<AtomicUsize>,
+    /// How hard the ingress is pushing (the worker defers to a burst).
+    ingest: Arc<IngestPressure>,
     /// Held by SQLite's writer thread for each batch and by every write through `write`
     /// made outside the group commit: the two SQLite connections take turns here instead
     /// of sleeping in SQLite's busy handler.
@@ -134,7 +134,7 @@ impl Store {
             backend,
             health,
             audit: Arc::new(audit),
-            ingest_waiting: Arc::default(),
+            ingest: Arc::default(),
         })
     }
 
@@ -164,16 +164,21 @@ impl Store {
 
     /// Store a verified event; returns once it is committed (or found already stored).
     pub async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
-        let _waiting = Waiting::enter(&self.ingest_waiting);
+        self.ingest.received.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting::enter(&self.ingest.waiting);
         match self.writes.write(WriteOp::Insert(event)).await? {
             WriteOut::Inserted(outcome) => Ok(outcome),
             other => unreachable!("insert answered with {other:?}"),
         }
     }
 
-    /// Deliveries waiting for their commit at this moment (the worker defers to a burst).
-    pub fn ingest_waiting(&self) -> usize {
-        self.ingest_waiting.load(Ordering::Relaxed)
+    /// Deliveries waiting for their commit at this moment, and deliveries received since
+    /// start (the worker defers to a burst).
+    pub fn ingest_pressure(&self) -> (usize, u64) {
+        (
+            self.ingest.waiting.load(Ordering::Relaxed),
+            self.ingest.received.load(Ordering::Relaxed),
+        )
     }
 
     /// Claim due items under `token` until `lease_until`, as many as `wanted` says.
@@ -315,6 +320,13 @@ impl Store {
         self.pool.close().await;
         self.write.close().await;
     }
+}
+
+/// See [`Store::ingest_pressure`].
+#[derive(Default)]
+struct IngestPressure {
+    waiting: AtomicUsize,
+    received: AtomicU64,
 }
 
 /// Counts a delivery as waiting for its commit until dropped (also when the ingress gives

@@ -6,7 +6,8 @@
 //! the worker hands back what it holds.
 //!
 //! This room holds the loop itself: claiming, spawning and the hand-back on shutdown. The
-//! rest has a room each: `defer` (holding back during a burst of deliveries), `leases`
+//! rest has a room each: `runtime` (the worker's own lower-priority thread), `defer`
+//! (holding back during a burst of deliveries), `leases`
 //! (renewal), `process` (an event into notices), `send` (a notice to the mail service),
 //! `outcome` (recording results, retry or dead letter), `purge` (deleting old work), and
 //! `inflight` (the concurrency shares).
@@ -29,10 +30,12 @@ mod leases;
 mod outcome;
 mod process;
 mod purge;
+mod runtime;
 mod send;
 
 use inflight::{InFlight, Shares};
 pub use purge::run_purger;
+pub use runtime::spawn as spawn_worker;
 
 /// Everything the worker needs; cheap to clone.
 #[derive(Clone)]
@@ -124,7 +127,7 @@ impl Worker {
             let mut claimed = 0;
             let room = me.in_flight.worth_claiming(&me.shares);
             let deferred =
-                room && deferral.defer(me.store.ingest_waiting(), std::time::Instant::now());
+                room && deferral.defer(me.store.ingest_pressure(), std::time::Instant::now());
             if room && !deferred {
                 deferral.claimed(std::time::Instant::now());
                 match self.claim().await {
