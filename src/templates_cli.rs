@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 
 use crate::config::{BrandSettings, RawSettings, SAMPLE_BRAND};
+use crate::notice::context::BrandValues;
 use crate::notice::locale::LocaleTag;
 use crate::notice::render::choose_locale;
 use crate::notice::samples::samples;
@@ -95,15 +96,18 @@ pub fn preview(
     let chosen = choose_locale(&set, kind, Some(&asked), &[]);
     let settings = NoticeSettings {
         templates: std::sync::Arc::new(set),
-        brand_name: brand.brand_name.clone(),
-        support_url: brands[0].support_url.clone(),
-        support_email: brands[0].support_email.clone(),
-        support_phone: brands[0].support_phone.clone(),
+        // The configured name; the contacts the first checked brand has.
+        brand: BrandValues {
+            name: brand.brand.name.clone(),
+            support_url: brands[0].support_url.clone(),
+            support_email: brands[0].support_email.clone(),
+            support_phone: brands[0].support_phone.clone(),
+        },
         zone: brand.zone,
     };
     let notice = &samples(kind)[0];
     let rendered = settings
-        .render_in(notice, &chosen, &settings.brand(SAMPLE_BRAND))
+        .render_in(notice, &chosen, &settings.brand.for_project(SAMPLE_BRAND))
         .map_err(|e| anyhow!("{e}"))?;
     if chosen != asked && Some(&chosen) != asked.language().as_ref() {
         println!(

@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use super::{parse_http_url, ConfigError, RawSettings};
 use crate::domain::EmailAddress;
 use crate::notice::check::{self, Report};
-use crate::notice::context::Brand;
+use crate::notice::context::{Brand, BrandValues};
 use crate::notice::locale::LocaleTag;
 use crate::notice::templates::{bundled_files, read_dir, TemplateFile, TemplateSet};
 use crate::notice::{brand_name, NoticeSettings};
@@ -23,35 +23,18 @@ pub const SAMPLE_BRAND: &str = "Example Mobile";
 /// The notice settings other than the templates themselves.
 #[derive(Debug, Clone)]
 pub struct BrandSettings {
-    pub brand_name: Option<String>,
-    pub support_url: Option<String>,
-    pub support_email: Option<String>,
-    pub support_phone: Option<String>,
+    pub brand: BrandValues,
     pub zone: Tz,
     pub default_locale: LocaleTag,
     pub templates_dir: Option<PathBuf>,
 }
 
 impl BrandSettings {
-    fn has_contact(&self) -> bool {
-        self.support_url.is_some() || self.support_email.is_some() || self.support_phone.is_some()
-    }
-
-    /// The brand values to render with, the name defaulting to `name`.
-    pub fn brand(&self, name: &str) -> Brand {
-        Brand {
-            name: self.brand_name.clone().unwrap_or_else(|| name.to_string()),
-            support_url: self.support_url.clone(),
-            support_email: self.support_email.clone(),
-            support_phone: self.support_phone.clone(),
-        }
-    }
-
     /// What the templates are checked with: the configured brand values, or, with no
     /// support contact configured, each kind of contact alone and all of them.
     pub fn check_brands(&self) -> Vec<Brand> {
-        if self.has_contact() {
-            return vec![self.brand(SAMPLE_BRAND)];
+        if self.brand.has_contact() {
+            return vec![self.brand.for_project(SAMPLE_BRAND)];
         }
         let url = Some("https://help.example.com".to_string());
         let email = Some("support@example.com".to_string());
@@ -60,7 +43,7 @@ impl BrandSettings {
             support_url: u.clone(),
             support_email: e.clone(),
             support_phone: p.clone(),
-            ..self.brand(SAMPLE_BRAND)
+            ..self.brand.for_project(SAMPLE_BRAND)
         };
         vec![
             with(&url, &email, &phone),
@@ -132,10 +115,12 @@ impl RawSettings {
             )
         })?;
         Ok(BrandSettings {
-            brand_name: self.get("BRAND_NAME").and_then(brand_name),
-            support_url,
-            support_email,
-            support_phone,
+            brand: BrandValues {
+                name: self.get("BRAND_NAME").and_then(brand_name),
+                support_url,
+                support_email,
+                support_phone,
+            },
             zone,
             default_locale,
             templates_dir: self.get("TEMPLATES_DIR").map(PathBuf::from),
@@ -146,7 +131,7 @@ impl RawSettings {
     /// template set that checks with them.
     pub fn notice_settings(&self) -> Result<NoticeSettings, ConfigError> {
         let brand = self.brand_settings()?;
-        if !brand.has_contact() {
+        if !brand.brand.has_contact() {
             return Err(ConfigError::new(
                 "SUPPORT_URL",
                 "set at least one of SUPPORT_URL, SUPPORT_EMAIL and SUPPORT_PHONE: every \
@@ -170,10 +155,7 @@ impl RawSettings {
         }
         Ok(NoticeSettings {
             templates: Arc::new(set),
-            brand_name: brand.brand_name,
-            support_url: brand.support_url,
-            support_email: brand.support_email,
-            support_phone: brand.support_phone,
+            brand: brand.brand,
             zone: brand.zone,
         })
     }

@@ -160,7 +160,7 @@ fn secrets_do_not_show_in_debug() {
 fn brand_settings_are_validated_and_named() {
     let s = base().into_settings().unwrap();
     assert_eq!(s.notices.zone, chrono_tz::UTC);
-    assert_eq!(s.notices.brand_name, None);
+    assert_eq!(s.notices.brand.name, None);
     assert_eq!(s.notices.templates.default_locale().as_str(), "en");
     let mut raw = base();
     raw.set("DISPLAY_TIMEZONE", "America/Chicago")
@@ -168,7 +168,7 @@ fn brand_settings_are_validated_and_named() {
         .set("DEFAULT_LOCALE", "es");
     let s = raw.into_settings().unwrap();
     assert_eq!(s.notices.zone, chrono_tz::America::Chicago);
-    assert_eq!(s.notices.brand_name.as_deref(), Some("Acme Mobile"));
+    assert_eq!(s.notices.brand.name.as_deref(), Some("Acme Mobile"));
     assert_eq!(s.notices.templates.default_locale().as_str(), "es");
     for (key, value) in [
         ("DISPLAY_TIMEZONE", "Mars/Olympus_Mons"),

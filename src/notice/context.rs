@@ -86,6 +86,33 @@ pub struct Brand {
     pub support_phone: Option<String>,
 }
 
+/// The brand as the operator configured it (`BRAND_NAME`, `SUPPORT_URL`, `SUPPORT_EMAIL`,
+/// `SUPPORT_PHONE`): what [`Brand`] is made from, the name falling back to the project's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrandValues {
+    pub name: Option<String>,
+    pub support_url: Option<String>,
+    pub support_email: Option<String>,
+    pub support_phone: Option<String>,
+}
+
+impl BrandValues {
+    /// Whether notices can name at least one way to reach support.
+    pub fn has_contact(&self) -> bool {
+        self.support_url.is_some() || self.support_email.is_some() || self.support_phone.is_some()
+    }
+
+    /// The brand to render with, named `project` when `BRAND_NAME` is not set.
+    pub fn for_project(&self, project: &str) -> Brand {
+        Brand {
+            name: self.name.clone().unwrap_or_else(|| project.to_string()),
+            support_url: self.support_url.clone(),
+            support_email: self.support_email.clone(),
+            support_phone: self.support_phone.clone(),
+        }
+    }
+}
+
 /// How times are shown: in this zone, in this locale's way.
 #[derive(Debug, Clone, Copy)]
 pub struct Display<'a> {

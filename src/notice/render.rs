@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono_tz::Tz;
 
-use super::context::{self, Brand, Display};
+use super::context::{self, Brand, BrandValues, Display};
 use super::locale::{fallback_chain, LocaleTag};
 use super::templates::TemplateSet;
 use super::{Notice, NoticeKind};
@@ -18,11 +18,8 @@ use crate::outbound::CallError;
 #[derive(Clone)]
 pub struct NoticeSettings {
     pub templates: Arc<TemplateSet>,
-    /// `BRAND_NAME`; unset, the Gigs project's name is used.
-    pub brand_name: Option<String>,
-    pub support_url: Option<String>,
-    pub support_email: Option<String>,
-    pub support_phone: Option<String>,
+    /// `BRAND_NAME` (unset, the Gigs project's name is used) and the support contacts.
+    pub brand: BrandValues,
     /// `DISPLAY_TIMEZONE`: times in notices are shown in this zone.
     pub zone: Tz,
 }
@@ -31,23 +28,13 @@ impl std::fmt::Debug for NoticeSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NoticeSettings")
             .field("templates", &self.templates)
-            .field("brand_name", &self.brand_name)
+            .field("brand_name", &self.brand.name)
             .field("zone", &self.zone.name())
             .finish_non_exhaustive()
     }
 }
 
 impl NoticeSettings {
-    /// The brand values, with `name` when `BRAND_NAME` is not set.
-    pub fn brand(&self, name: &str) -> Brand {
-        Brand {
-            name: self.brand_name.clone().unwrap_or_else(|| name.to_string()),
-            support_url: self.support_url.clone(),
-            support_email: self.support_email.clone(),
-            support_phone: self.support_phone.clone(),
-        }
-    }
-
     /// Render `notice` in `locale` (which must have the kind, or be the default).
     pub fn render_in(
         &self,
@@ -117,7 +104,7 @@ impl Renderer {
             .into_iter()
             .flat_map(|u| std::iter::once(u.clone()).chain(u.language()))
             .any(|l| templates.has(&l, kind));
-        let project = if self.settings.brand_name.is_none() || !user_has_it {
+        let project = if self.settings.brand.name.is_none() || !user_has_it {
             self.gigs.project().await?
         } else {
             None
@@ -131,7 +118,7 @@ impl Renderer {
             .as_ref()
             .and_then(|p| p.name.clone())
             .unwrap_or_else(|| self.gigs.project_id().to_string());
-        let brand = self.settings.brand(&name);
+        let brand = self.settings.brand.for_project(&name);
         self.settings
             .render_in(notice, &locale, &brand)
             .map_err(|e| {

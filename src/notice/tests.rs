@@ -1,7 +1,7 @@
 //! Notices: every kind has its words, and only allow-listed values reach them.
 
 use super::check;
-use super::context::Brand;
+use super::context::{Brand, BrandValues};
 use super::locale::LocaleTag;
 use super::templates::{self, TemplateSet};
 use super::*;
@@ -71,10 +71,10 @@ fn sample_brand() -> Brand {
 fn settings(zone: chrono_tz::Tz) -> NoticeSettings {
     NoticeSettings {
         templates: std::sync::Arc::new(bundled()),
-        brand_name: None,
-        support_url: Some("https://help.example.com".into()),
-        support_email: None,
-        support_phone: None,
+        brand: BrandValues {
+            support_url: Some("https://help.example.com".into()),
+            ..BrandValues::default()
+        },
         zone,
     }
 }
