@@ -162,8 +162,21 @@ async fn write_loop(mut writer: Writer, rx: Queue, name: &'static str) {
         }
         let (replies, ops): (Vec<_>, Vec<_>) = batch.drain(..).map(|(op, r)| (r, op)).unzip();
         metrics::histogram!("gigs_notifier_batch_size", "batch" => name).record(ops.len() as f64);
-        for (reply, answer) in replies.into_iter().zip(writer.run(ops, name).await) {
+        let answers = writer.run(ops, name).await;
+        let locked = answers
+            .iter()
+            .find_map(|a| a.as_ref().err().filter(|e| e.is_locked()).cloned());
+        for (reply, answer) in replies.into_iter().zip(answers) {
             let _ = reply.send(answer.map_err(StoreError::Batch));
+        }
+        if let Some(e) = locked {
+            // Another process holds the write lock: what queued while this batch waited for
+            // it would only wait as long again, each batch in turn, so a delivery could wait
+            // several lock timeouts for its 503. It is answered now; later writes try again.
+            let mut rx = rx.lock().await;
+            while let Ok((_, reply)) = rx.try_recv() {
+                let _ = reply.send(Err(StoreError::Batch(e.clone())));
+            }
         }
     }
 }

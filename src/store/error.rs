@@ -45,6 +45,23 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// SQLite answered that another connection holds the lock it waited for.
+    pub fn is_locked(&self) -> bool {
+        let busy = |code: Option<rusqlite::ErrorCode>| {
+            matches!(
+                code,
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            )
+        };
+        // SQLite's batches are all written through rusqlite (its writer thread).
+        match self.root() {
+            Self::Sqlite(e) => busy(e.sqlite_error_code()),
+            _ => false,
+        }
+    }
+}
+
 /// How the store opens its database, beyond the URL.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {

@@ -26,9 +26,13 @@ pub(super) struct Opened {
 pub(super) async fn open(url: &str, opts: &StoreOptions) -> Result<Opened, StoreError> {
     let pragmas = format!(
         // busy_timeout first, so even switching to WAL waits for another process's lock.
+        // 1.5 s: the service's own writes hold the lock for milliseconds, and a delivery may
+        // queue behind a few writes that each wait this long for a lock another process
+        // holds (a claim, a lease renewal) before its own: it must still be answered, 503,
+        // well inside the ingress's 10 s.
         // WAL lets readers run beside the writer; synchronous=FULL keeps every acknowledged
         // commit on disk (no durability traded away).
-        "PRAGMA busy_timeout=3000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;{}",
+        "PRAGMA busy_timeout=1500; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;{}",
         opts.sqlite_max_pages
             .map(|n| format!(" PRAGMA max_page_count={n};"))
             .unwrap_or_default()
