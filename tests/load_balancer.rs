@@ -25,19 +25,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Deliveries per second, sent for as long as the restarts take (about 30 s).
 const RATE: u32 = 200;
-const CONCURRENCY: usize = 32;
 /// Deliveries the sender has open at once at most.
 const IN_FLIGHT: usize = 64;
 const SIGTERM: i32 = 15;
-const FIXTURES: [(&str, &str); 4] = [
-    ("subscription.created.json", "subscription_created"),
-    ("subscription.renewed.json", "subscription_renewed"),
-    (
-        "portOutCredentials.issued.json",
-        "port_out_credentials_issued",
-    ),
-    ("subscription.canceled.json", "subscription_canceled"),
-];
 
 /// Where an answer arrived, relative to what the test was doing to the replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,7 +85,7 @@ async fn send_steadily(
     let mut tick = tokio::time::interval(Duration::from_secs(1) / RATE);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-    let templates: Vec<serde_json::Value> = FIXTURES
+    let templates: Vec<serde_json::Value> = REPLICA_FIXTURES
         .iter()
         .map(|(name, _)| serde_json::from_str(&common::fixture(name)).unwrap())
         .collect();
@@ -103,7 +93,7 @@ async fn send_steadily(
     while !stop.is_cancelled() {
         tick.tick().await;
         let permit = in_flight.clone().acquire_owned().await.unwrap();
-        let fixture = i % FIXTURES.len();
+        let fixture = i % REPLICA_FIXTURES.len();
         let id = event_id(i);
         let mut event = templates[fixture].clone();
         event["id"] = serde_json::Value::String(id.clone());
@@ -161,7 +151,7 @@ async fn rolling_restarts_behind_haproxy_fail_no_delivery() {
         env.retain(|(k, _)| !matches!(k.as_str(), "LISTEN_ADDR" | "DRAIN_SECS" | "RUST_LOG"));
         env.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")));
         env.push(("LEASE_SECS".into(), "2".into()));
-        env.push(("WORKER_CONCURRENCY".into(), CONCURRENCY.to_string()));
+        env.push(("WORKER_CONCURRENCY".into(), REPLICA_CONCURRENCY.to_string()));
         env.push(("RUST_LOG".into(), "warn,gigs_notifier::app=info".into()));
         env
     };
@@ -282,7 +272,7 @@ async fn rolling_restarts_behind_haproxy_fail_no_delivery() {
         .iter()
         .filter(|a| !acked_ids.contains(a.id.as_str()))
     {
-        let body = with_id(&fixture(FIXTURES[a.fixture].0), &a.id);
+        let body = with_id(&fixture(REPLICA_FIXTURES[a.fixture].0), &a.id);
         let answer = gigs_notifier::replay::deliver(&client, &url, &secret, body.as_bytes())
             .await
             .expect("redelivery answered");
@@ -296,7 +286,7 @@ async fn rolling_restarts_behind_haproxy_fail_no_delivery() {
     }
     let expected: HashSet<String> = answers
         .iter()
-        .map(|a| gigs_notifier::notice::notice_id(&a.id, FIXTURES[a.fixture].1, "owner"))
+        .map(|a| gigs_notifier::notice::notice_id(&a.id, REPLICA_FIXTURES[a.fixture].1, "owner"))
         .collect();
     wait_for_notices(&mail, &expected).await;
     let requests = mail.received_requests().await.unwrap().len();
@@ -366,7 +356,7 @@ async fn rolling_restarts_behind_haproxy_fail_no_delivery() {
         "every event's notice, under its own key, none extra"
     );
     // Only notices in flight on the killed replica may have been sent twice (same key).
-    assert!(requests - keys.len() <= CONCURRENCY, "{figures}");
+    assert!(requests - keys.len() <= REPLICA_CONCURRENCY, "{figures}");
     // The rate a shared 2-core machine sustains in a debug build varies, so it is reported,
     // not asserted; the run must still have carried traffic through every restart.
     assert!(

@@ -267,8 +267,10 @@ fn random_personal_values_never_reach_a_mail_or_the_logs() {
     }
     let log = live.served.log.lock().unwrap().join("\n");
     assert!(log.lines().count() > 24 * 10, "expected a real log:\n{log}");
+    // Without the logger's timestamps, whose microseconds can be any digits.
+    let scanned = without_timestamps(&log);
     for p in people.lock().unwrap().iter() {
-        let leaked = p.found_in(&log);
+        let leaked = p.found_in(&scanned);
         assert!(leaked.is_none(), "{leaked:?} logged:\n{log}");
     }
 }

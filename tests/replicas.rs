@@ -17,16 +17,6 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const EVENTS: usize = 1000;
-const CONCURRENCY: usize = 32;
-const FIXTURES: [(&str, &str); 4] = [
-    ("subscription.created.json", "subscription_created"),
-    ("subscription.renewed.json", "subscription_renewed"),
-    (
-        "portOutCredentials.issued.json",
-        "port_out_credentials_issued",
-    ),
-    ("subscription.canceled.json", "subscription_canceled"),
-];
 
 /// Deliver to `first`, falling back to `second` if `first` cannot be reached (what a load
 /// balancer does once a replica is gone). Returns the status.
@@ -59,7 +49,7 @@ async fn two_replicas_share_1000_events_and_survive_one_sigkill() {
     let mut env = base_env(&db.url, &gigs.uri(), &mail.uri());
     env.retain(|(k, _)| k != "LEASE_SECS" && k != "RUST_LOG");
     env.push(("LEASE_SECS".into(), "2".into()));
-    env.push(("WORKER_CONCURRENCY".into(), CONCURRENCY.to_string()));
+    env.push(("WORKER_CONCURRENCY".into(), REPLICA_CONCURRENCY.to_string()));
     env.push(("RUST_LOG".into(), "warn,gigs_notifier::app=info".into()));
     // Both start at once: migrations run under PostgreSQL's advisory lock.
     let (a, b) = std::thread::scope(|s| {
@@ -80,7 +70,7 @@ async fn two_replicas_share_1000_events_and_survive_one_sigkill() {
     let bodies: Vec<String> = (0..EVENTS)
         .map(|i| {
             with_id(
-                &fixture(FIXTURES[i % FIXTURES.len()].0),
+                &fixture(REPLICA_FIXTURES[i % REPLICA_FIXTURES.len()].0),
                 &format!("evt_rep{i:04}"),
             )
         })
@@ -122,7 +112,7 @@ async fn two_replicas_share_1000_events_and_survive_one_sigkill() {
         .map(|i| {
             gigs_notifier::notice::notice_id(
                 &format!("evt_rep{i:04}"),
-                FIXTURES[i % FIXTURES.len()].1,
+                REPLICA_FIXTURES[i % REPLICA_FIXTURES.len()].1,
                 "owner",
             )
         })

@@ -10,6 +10,21 @@ use super::{PROJECT, SECRET};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gigs-notifier");
 
+/// `WORKER_CONCURRENCY` of the replicas in the multi-replica tests: also how many notices a
+/// killed replica may have sent without recording them (resent under the same key).
+pub const REPLICA_CONCURRENCY: usize = 32;
+
+/// The fixtures the multi-replica tests cycle through, with the notice kind each makes.
+pub const REPLICA_FIXTURES: [(&str, &str); 4] = [
+    ("subscription.created.json", "subscription_created"),
+    ("subscription.renewed.json", "subscription_renewed"),
+    (
+        "portOutCredentials.issued.json",
+        "port_out_credentials_issued",
+    ),
+    ("subscription.canceled.json", "subscription_canceled"),
+];
+
 pub fn base_env(db_url: &str, gigs: &str, mail: &str) -> Vec<(String, String)> {
     [
         ("GIGS_WEBHOOK_SECRET", SECRET.to_string()),
