@@ -148,7 +148,7 @@ impl Application {
         drain: Duration,
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
-        let worker = crate::worker::spawn_worker(self.worker.clone(), stop.clone());
+        let worker = tokio::spawn(self.worker.clone().run(stop.clone()));
         let purger = tokio::spawn(run_purger(
             self.store.clone(),
             self.settings.retention,

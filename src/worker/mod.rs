@@ -6,8 +6,7 @@
 //! the worker hands back what it holds.
 //!
 //! This room holds the loop itself: claiming, spawning and the hand-back on shutdown. The
-//! rest has a room each: `runtime` (the worker's own lower-priority thread), `defer`
-//! (holding back during a burst of deliveries), `leases`
+//! rest has a room each: `defer` (holding back during a burst of deliveries), `leases`
 //! (renewal), `process` (an event into notices), `send` (a notice to the mail service),
 //! `outcome` (recording results, retry or dead letter), `purge` (deleting old work), and
 //! `inflight` (the concurrency shares).
@@ -30,12 +29,10 @@ mod leases;
 mod outcome;
 mod process;
 mod purge;
-mod runtime;
 mod send;
 
 use inflight::{InFlight, Shares};
 pub use purge::run_purger;
-pub use runtime::spawn as spawn_worker;
 
 /// Everything the worker needs; cheap to clone.
 #[derive(Clone)]
