@@ -104,6 +104,7 @@ def serve(db, fake_port):
     env = {"GIGS_WEBHOOK_SECRET": SECRET, "GIGS_API_URL": f"http://127.0.0.1:{fake_port}",
            "GIGS_PROJECT": "acme", "GIGS_TOKEN": "t", "MAIL_URL": f"http://127.0.0.1:{fake_port}/mail",
            "DATABASE_URL": f"sqlite://{db}", "LISTEN_ADDR": f"127.0.0.1:{port}",
+           "SUPPORT_URL": "https://help.acme.example",
            "RUST_LOG": "warn", "PATH": os.environ.get("PATH", "")}
     proc = subprocess.Popen([BIN, "serve"], env=env, stderr=subprocess.DEVNULL)
     for _ in range(200):
