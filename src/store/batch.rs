@@ -156,8 +156,16 @@ async fn write_loop(mut writer: Writer, rx: Queue, name: &'static str) {
     loop {
         {
             let mut rx = rx.lock().await;
-            if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return;
+            if batch.is_empty() {
+                if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                    return;
+                }
+            } else {
+                // Writes held over from the last round: take what else is queued, no wait.
+                while batch.len() < MAX_BATCH {
+                    let Ok(item) = rx.try_recv() else { break };
+                    batch.push(item);
+                }
             }
         }
         let (replies, ops): (Vec<_>, Vec<_>) = batch.drain(..).map(|(op, r)| (r, op)).unzip();
@@ -170,12 +178,21 @@ async fn write_loop(mut writer: Writer, rx: Queue, name: &'static str) {
             let _ = reply.send(answer.map_err(StoreError::Batch));
         }
         if let Some(e) = locked {
-            // Another process holds the write lock: what queued while this batch waited for
-            // it would only wait as long again, each batch in turn, so a delivery could wait
-            // several lock timeouts for its 503. It is answered now; later writes try again.
+            // Another process holds the write lock: deliveries that queued while this batch
+            // waited for it would only wait as long again, each batch in turn, and could
+            // wait several lock timeouts for their 503. They are answered now (Gigs retries);
+            // the worker's writes and probes are held for the next round, so the worker's
+            // retry budget and readiness are not spent on a lock they never waited for.
             let mut rx = rx.lock().await;
-            while let Ok((_, reply)) = rx.try_recv() {
-                let _ = reply.send(Err(StoreError::Batch(e.clone())));
+            while batch.len() < MAX_BATCH {
+                let Ok((op, reply)) = rx.try_recv() else {
+                    break;
+                };
+                if matches!(op, WriteOp::Insert(_)) {
+                    let _ = reply.send(Err(StoreError::Batch(e.clone())));
+                } else {
+                    batch.push((op, reply));
+                }
             }
         }
     }

@@ -26,8 +26,9 @@ pub(super) const STEP: Duration = Duration::from_millis(5);
 pub(super) struct Deferral {
     last_claim: Instant,
     window_start: Instant,
-    /// Deliveries received (since start) when the window began.
-    window_received: u64,
+    /// Deliveries received (since the store started) when the window began; `None` until
+    /// the first look, so deliveries from before the worker started are not a burst.
+    window_received: Option<u64>,
     bursting: bool,
 }
 
@@ -36,7 +37,7 @@ impl Deferral {
         Self {
             last_claim: now,
             window_start: now,
-            window_received: 0,
+            window_received: None,
             bursting: false,
         }
     }
@@ -45,11 +46,18 @@ impl Deferral {
     /// received since start).
     pub(super) fn defer(&mut self, (waiting, received): (usize, u64), now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.window_start);
-        if elapsed >= WINDOW {
-            let arrived = received.saturating_sub(self.window_received) as f64;
-            self.bursting = arrived / elapsed.as_secs_f64() >= BURST_RATE;
-            self.window_start = now;
-            self.window_received = received;
+        match self.window_received {
+            None => {
+                self.window_start = now;
+                self.window_received = Some(received);
+            }
+            Some(before) if elapsed >= WINDOW => {
+                let arrived = received.saturating_sub(before) as f64;
+                self.bursting = arrived / elapsed.as_secs_f64() >= BURST_RATE;
+                self.window_start = now;
+                self.window_received = Some(received);
+            }
+            Some(_) => {}
         }
         (self.bursting || waiting >= BUSY_INGEST)
             && now.saturating_duration_since(self.last_claim) < MAX_DEFER
@@ -84,15 +92,17 @@ mod tests {
     fn a_high_delivery_rate_is_a_burst_even_when_nothing_waits_at_that_moment() {
         let start = Instant::now();
         let mut d = Deferral::new(start);
+        // Deliveries from before the first look are no burst.
+        assert!(!d.defer((0, 100_000), start));
         // 2,000/s over a window: ordinary, the worker keeps up.
         let t1 = start + WINDOW;
-        assert!(!d.defer((0, 40), t1));
+        assert!(!d.defer((0, 100_040), t1));
         // 10,000/s over the next window: a burst, though the queue is empty right now.
         let t2 = t1 + WINDOW;
-        assert!(d.defer((0, 40 + 200), t2));
+        assert!(d.defer((0, 100_240), t2));
         // Still a burst until a window says otherwise...
-        assert!(d.defer((0, 240), t2 + STEP));
+        assert!(d.defer((0, 100_240), t2 + STEP));
         // ...and over when the rate falls.
-        assert!(!d.defer((0, 245), t2 + WINDOW));
+        assert!(!d.defer((0, 100_245), t2 + WINDOW));
     }
 }
