@@ -242,7 +242,6 @@ pub struct ClaimRequest {
     /// Recipients that already hold their share of in-flight mail calls: their notices are
     /// left for later. Personal data: never logged.
     pub busy_recipients: Vec<String>,
-    pub backend: super::Backend,
 }
 
 /// Every write the service makes on its hot paths. They share one queue, so on SQLite a

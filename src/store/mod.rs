@@ -196,7 +196,6 @@ impl Store {
             events: wanted.events,
             notices: wanted.notices,
             busy_recipients: wanted.busy_recipients,
-            backend: self.backend,
         });
         match self.writes.write(op).await? {
             WriteOut::Claimed(events, notices) => Ok((events, notices)),

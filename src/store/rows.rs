@@ -20,6 +20,14 @@ impl Queue {
     pub fn name(self) -> &'static str {
         self.table()
     }
+
+    /// The state a row of this queue takes when its work is done.
+    pub(super) fn finished_state(self) -> super::state::State {
+        match self {
+            Self::Events => super::state::State::Done,
+            Self::Notices => super::state::State::Sent,
+        }
+    }
 }
 
 /// An event to store, after its signature and envelope were checked.

@@ -11,7 +11,6 @@ use rusqlite::{params, Row, Transaction};
 use super::apply::{BatchTx, QueuedNotice};
 use super::batch::{ClaimRequest, InsertOutcome};
 use super::complete::{Claimed, Completion};
-use super::sqlx_tx::finished;
 use super::state::State;
 use super::{ClaimedEvent, ClaimedNotice, NewEvent, Queue};
 use crate::audit::AttemptRecord;
@@ -68,7 +67,7 @@ impl BatchTx for SqliteTx<'_, '_> {
             "UPDATE {} SET state = {}, finished_at = ?1, lease_until = 0, claim_token = NULL, \
              last_error = NULL WHERE id = ?3 AND claim_token = ?2 AND state = {}",
             queue.table(),
-            finished(queue).sql(),
+            queue.finished_state().sql(),
             State::Pending.sql()
         ))?;
         let mut held = HashSet::with_capacity(ids.len());

@@ -12,7 +12,7 @@ use super::batch::{ClaimRequest, InsertOutcome};
 use super::complete::{Claimed, Completion};
 use super::sql::{param_list, values_list};
 use super::state::State;
-use super::{Backend, ClaimedEvent, ClaimedNotice, NewEvent, Queue};
+use super::{ClaimedEvent, ClaimedNotice, NewEvent, Queue};
 use crate::audit::AttemptRecord;
 
 /// An open transaction on a sqlx connection.
@@ -83,7 +83,7 @@ impl BatchTx for SqlxTx<'_> {
             "UPDATE {} SET state = {}, finished_at = $1, lease_until = 0, claim_token = NULL, \
              last_error = NULL WHERE claim_token = $2 AND state = {} AND id IN ({}) RETURNING id",
             queue.table(),
-            finished(queue).sql(),
+            queue.finished_state().sql(),
             State::Pending.sql(),
             param_list(3, ids.len())
         );
@@ -276,14 +276,6 @@ impl BatchTx for SqlxTx<'_> {
     }
 }
 
-/// The state a finished row of `queue` takes.
-pub(super) fn finished(queue: Queue) -> State {
-    match queue {
-        Queue::Events => State::Done,
-        Queue::Notices => State::Sent,
-    }
-}
-
 impl SqlxTx<'_> {
     /// Claim up to `limit` due rows of `queue`, skipping notices to `busy` recipients.
     async fn claim_rows(
@@ -298,14 +290,10 @@ impl SqlxTx<'_> {
         } else {
             format!(" AND recipient NOT IN ({})", param_list(5, busy.len()))
         };
-        let lock = match req.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
         let sql = format!(
             "UPDATE {table} SET lease_until = $1, claim_token = $2, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM {table} WHERE state = {pending} AND next_attempt_at <= $3 \
-             AND lease_until <= $3{extra} ORDER BY next_attempt_at LIMIT $4{lock}) \
+             AND lease_until <= $3{extra} ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING {columns}",
             table = queue.table(),
             pending = State::Pending.sql(),
