@@ -160,32 +160,45 @@ async fn wait_until(limit: Duration, mut done: impl AsyncFnMut() -> bool) {
 /// A TCP proxy to PostgreSQL that a test can cut and restore.
 struct Proxy {
     port: u16,
-    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    relays: Arc<std::sync::Mutex<Relays>>,
+}
+
+/// The proxy's tasks, and whether it was cut: checked under the same lock the accept loop
+/// registers a relay with, so no connection accepted while `cut` runs outlives it.
+#[derive(Default)]
+struct Relays {
+    cut: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Proxy {
     async fn open(port: u16) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let inner = tasks.clone();
+        let relays: Arc<std::sync::Mutex<Relays>> = Arc::default();
+        let inner = relays.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
-                let conn = tokio::spawn(async move {
+                let mut relays = inner.lock().unwrap();
+                if relays.cut {
+                    return;
+                }
+                relays.tasks.push(tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect("127.0.0.1:5432").await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
-                });
-                inner.lock().unwrap().push(conn);
+                }));
             }
         });
-        tasks.lock().unwrap().push(accept);
-        Self { port, tasks }
+        relays.lock().unwrap().tasks.push(accept);
+        Self { port, relays }
     }
 
     /// Refuse new connections and drop the open ones.
     fn cut(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
+        let mut relays = self.relays.lock().unwrap();
+        relays.cut = true;
+        for t in relays.tasks.drain(..) {
             t.abort();
         }
     }
