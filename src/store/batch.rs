@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::{AnyConnection, AnyPool, Connection as _};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::apply::apply;
+use super::apply::{apply, is_work};
 use super::complete::Claimed;
 use super::health::Health;
 use super::sqlite_writer::SqliteWriter;
@@ -22,6 +22,12 @@ const MAX_BATCH: usize = 512;
 /// ingress) and its connection is thrown away: a stuck query or a database that stopped
 /// answering must not stall the queue behind it.
 const BATCH_DEADLINE: Duration = Duration::from_secs(8);
+
+/// How long a batch of the worker's writes alone waits for company (see [`linger`]).
+const WORK_LINGER: Duration = Duration::from_millis(2);
+
+/// Batches of the worker's writes this size or larger are written at once.
+const LINGER_BELOW: usize = 4;
 
 type Reply = oneshot::Sender<Result<WriteOut, StoreError>>;
 /// The receiving end, shared by the committing tasks.
@@ -167,6 +173,9 @@ async fn write_loop(mut writer: Writer, rx: Queue, name: &'static str) {
                     batch.push(item);
                 }
             }
+            if writer.sqlite.is_some() {
+                linger(&mut rx, &mut batch).await;
+            }
         }
         let (replies, ops): (Vec<_>, Vec<_>) = batch.drain(..).map(|(op, r)| (r, op)).unzip();
         metrics::histogram!("gigs_notifier_batch_size", "batch" => name).record(ops.len() as f64);
@@ -195,6 +204,27 @@ async fn write_loop(mut writer: Writer, rx: Queue, name: &'static str) {
                 }
             }
         }
+    }
+}
+
+/// On SQLite (one writer, an fsync per commit), a small batch of the worker's writes alone
+/// waits up to [`WORK_LINGER`] for more, so at a moderate rate its steps (claims, finished
+/// events, sent notices) share commits instead of taking one each. The first delivery or
+/// probe to arrive ends the wait (with whatever queued behind it), so nobody the ingress
+/// answers waits; a worker busy enough to fill [`LINGER_BELOW`] writes does not wait either
+/// (draining a backlog, each of its rounds would take longer).
+async fn linger(rx: &mut mpsc::Receiver<(WriteOp, Reply)>, batch: &mut Vec<(WriteOp, Reply)>) {
+    let deadline = tokio::time::Instant::now() + WORK_LINGER;
+    while batch.len() < LINGER_BELOW && batch.iter().all(|(op, _)| is_work(op)) {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(item)) => batch.push(item),
+            // Closed: what is here is still written; the next round ends the loop.
+            Ok(None) | Err(_) => return,
+        }
+    }
+    while batch.len() < MAX_BATCH {
+        let Ok(item) = rx.try_recv() else { break };
+        batch.push(item);
     }
 }
 
@@ -262,4 +292,68 @@ pub enum WriteOut {
     Completed(bool),
     Claimed(Vec<super::ClaimedEvent>, Vec<super::ClaimedNotice>),
     Probed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim() -> WriteOp {
+        WriteOp::Claim(ClaimRequest {
+            token: "wkr_test".into(),
+            now: 1,
+            lease_until: 2,
+            events: 1,
+            notices: 1,
+            busy_recipients: Vec::new(),
+        })
+    }
+
+    fn queued(op: WriteOp) -> (WriteOp, Reply) {
+        (op, oneshot::channel().0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_worker_write_waits_for_company_but_no_longer_than_the_linger() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut batch = vec![queued(claim())];
+        let started = tokio::time::Instant::now();
+        linger(&mut rx, &mut batch).await;
+        assert_eq!(batch.len(), 1, "nothing came");
+        assert_eq!(started.elapsed(), WORK_LINGER);
+
+        let mut batch = vec![queued(claim())];
+        let started = tokio::time::Instant::now();
+        let company = tokio::spawn(async move {
+            tokio::time::sleep(WORK_LINGER / 2).await;
+            tx.send(queued(claim())).await.unwrap();
+            tx.send(queued(WriteOp::Probe)).await.unwrap();
+            tx.send(queued(claim())).await.unwrap();
+            tx
+        });
+        linger(&mut rx, &mut batch).await;
+        let _tx = company.await.unwrap();
+        assert_eq!(
+            batch.len(),
+            4,
+            "the probe ended the wait, with what queued behind it"
+        );
+        assert_eq!(
+            started.elapsed(),
+            WORK_LINGER / 2,
+            "not a moment after the probe"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deliveries_and_busy_workers_never_wait() {
+        let (_tx, mut rx) = mpsc::channel::<(WriteOp, Reply)>(8);
+        let started = tokio::time::Instant::now();
+        let mut batch = vec![queued(claim()), queued(WriteOp::Probe)];
+        linger(&mut rx, &mut batch).await;
+        let mut full: Vec<_> = (0..LINGER_BELOW).map(|_| queued(claim())).collect();
+        linger(&mut rx, &mut full).await;
+        assert_eq!((batch.len(), full.len()), (2, LINGER_BELOW));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
 }

@@ -32,7 +32,11 @@ pub(super) async fn open(url: &str, opts: &StoreOptions) -> Result<Opened, Store
         // well inside the ingress's 10 s.
         // WAL lets readers run beside the writer; synchronous=FULL keeps every acknowledged
         // commit on disk (no durability traded away).
-        "PRAGMA busy_timeout=1500; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;{}",
+        // temp_store=MEMORY: the savepoint around the worker's part of a batch keeps its
+        // sub-journal in memory (bounded by one batch) instead of a temporary file opened,
+        // written and closed per batch (~30% of the bytes the service wrote at 2,000/s).
+        "PRAGMA busy_timeout=1500; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+         PRAGMA temp_store=MEMORY;{}",
         opts.sqlite_max_pages
             .map(|n| format!(" PRAGMA max_page_count={n};"))
             .unwrap_or_default()
