@@ -168,10 +168,7 @@ async fn write_loop(mut writer: Writer, rx: Queue, name: &'static str) {
                 }
             } else {
                 // Writes held over from the last round: take what else is queued, no wait.
-                while batch.len() < MAX_BATCH {
-                    let Ok(item) = rx.try_recv() else { break };
-                    batch.push(item);
-                }
+                take_queued(&mut rx, &mut batch);
             }
             if writer.sqlite.is_some() {
                 linger(&mut rx, &mut batch).await;
@@ -222,6 +219,11 @@ async fn linger(rx: &mut mpsc::Receiver<(WriteOp, Reply)>, batch: &mut Vec<(Writ
             Ok(None) | Err(_) => return,
         }
     }
+    take_queued(rx, batch);
+}
+
+/// Add what is queued now to `batch`, up to [`MAX_BATCH`], without waiting.
+fn take_queued(rx: &mut mpsc::Receiver<(WriteOp, Reply)>, batch: &mut Vec<(WriteOp, Reply)>) {
     while batch.len() < MAX_BATCH {
         let Ok(item) = rx.try_recv() else { break };
         batch.push(item);
