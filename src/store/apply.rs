@@ -9,10 +9,11 @@
 //! still this worker's, and a send is recorded only if the notice was.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::batch::{ClaimRequest, InsertOutcome, WriteOp, WriteOut};
 use super::complete::{Claimed, Completion};
-use super::{ClaimedEvent, ClaimedNotice, NewEvent, NewNotice, Queue};
+use super::{ClaimedEvent, ClaimedNotice, NewEvent, NewNotice, Queue, StoreError};
 use crate::audit::AttemptRecord;
 
 /// A notice being queued, with what its audit record needs.
@@ -75,19 +76,30 @@ pub(super) trait BatchTx {
 /// Each op's answer, filled in as the phases run.
 pub(super) type Answers = Vec<Option<WriteOut>>;
 
-/// Apply `ops` in the shared order: [`deliveries`], then [`work`].
-pub(super) async fn apply<T: BatchTx>(
-    tx: &mut T,
+/// Each op's outcome: the worker's ops fail on their own when their savepoint was rolled back.
+pub(super) type Outcomes = Vec<Result<WriteOut, Arc<StoreError>>>;
+
+/// A fresh answer sheet for `ops`.
+pub(super) fn answers(ops: &[WriteOp]) -> Answers {
+    (0..ops.len()).map(|_| None).collect()
+}
+
+/// The outcomes of a committed batch, in the order of `ops`: both backends apply the
+/// [`deliveries`], then the [`work`] inside a savepoint; when the work was rolled back
+/// (`failed_work`), each of the worker's ops gets that error while the deliveries stand.
+pub(super) fn outcomes(
     ops: &[WriteOp],
-    now: i64,
-) -> Result<Vec<WriteOut>, T::Error> {
-    let mut out: Answers = (0..ops.len()).map(|_| None).collect();
-    deliveries(tx, ops, now, &mut out).await?;
-    work(tx, ops, &mut out).await?;
-    Ok(out
-        .into_iter()
-        .map(|o| o.expect("every op answered"))
-        .collect())
+    out: Answers,
+    failed_work: Option<Arc<StoreError>>,
+) -> Outcomes {
+    ops.iter()
+        .zip(out)
+        .map(|(op, o)| match (&failed_work, o) {
+            (Some(e), _) if is_work(op) => Err(e.clone()),
+            (_, Some(o)) => Ok(o),
+            (_, None) => Err(Arc::new(StoreError::Closed)),
+        })
+        .collect()
 }
 
 /// The ingress's part of a batch: the readiness probe and the deliveries, in id order.

@@ -5,14 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{AnyConnection, AnyPool, Connection as _};
+use sqlx::{AnyPool, Connection as _};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::apply::{apply, is_work};
+use super::apply::{is_work, Outcomes};
 use super::complete::Claimed;
 use super::health::Health;
 use super::sqlite_writer::SqliteWriter;
-use super::sqlx_tx::SqlxTx;
 use super::{NewEvent, StoreError};
 
 /// Largest batch per transaction; bounds how long one commit holds the write lock.
@@ -86,8 +85,9 @@ struct Writer {
     sqlite: Option<(Arc<SqliteWriter>, super::WriteTurn)>,
 }
 
-/// Each write's answer; a failure is shared by every write of the transaction it was in.
-type Answers = Vec<Result<WriteOut, Arc<StoreError>>>;
+/// Each write's answer; a failure is shared by every write of the transaction it was in
+/// (the worker's part of a batch may fail on its own, see [`super::apply::outcomes`]).
+type Answers = Outcomes;
 
 impl Writer {
     /// Write a batch in one transaction: on SQLite by its writer thread (which may answer
@@ -97,7 +97,7 @@ impl Writer {
         let n = ops.len();
         let Some((sqlite, turn)) = self.sqlite.clone() else {
             return match self.run_pool(&ops).await {
-                Ok(outs) => outs.into_iter().map(Ok).collect(),
+                Ok(outs) => outs,
                 Err(e) => failed(e, n, name),
             };
         };
@@ -128,12 +128,12 @@ impl Writer {
     }
 
     /// Write `ops` in one transaction on a pool connection, thrown away if anything fails.
-    async fn run_pool(&mut self, ops: &[WriteOp]) -> Result<Vec<WriteOut>, StoreError> {
+    async fn run_pool(&mut self, ops: &[WriteOp]) -> Result<Outcomes, StoreError> {
         let mut conn = None;
         let outcome = self
             .checked(async {
                 let c = conn.insert(self.pool.acquire().await?);
-                match tokio::time::timeout(BATCH_DEADLINE, commit(c, ops)).await {
+                match tokio::time::timeout(BATCH_DEADLINE, super::postgres::commit(c, ops)).await {
                     Ok(Ok(outs)) => Ok(outs),
                     Ok(Err(e)) => Err(StoreError::Database(e)),
                     Err(_) => Err(StoreError::Timeout(BATCH_DEADLINE)),
@@ -227,29 +227,6 @@ fn take_queued(rx: &mut mpsc::Receiver<(WriteOp, Reply)>, batch: &mut Vec<(Write
     while batch.len() < MAX_BATCH {
         let Ok(item) = rx.try_recv() else { break };
         batch.push(item);
-    }
-}
-
-/// Commit a batch; a deadlock or serialization failure (replicas writing the same ids at
-/// once on PostgreSQL) is retried, since the database rolled everything back.
-async fn commit(conn: &mut AnyConnection, ops: &[WriteOp]) -> Result<Vec<WriteOut>, sqlx::Error> {
-    let mut tries = 0;
-    loop {
-        let attempt = async {
-            let mut tx = conn.begin().await?;
-            let outs = apply(&mut SqlxTx { conn: &mut tx }, ops, super::now_ms()).await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(outs)
-        };
-        match attempt.await {
-            Err(sqlx::Error::Database(e))
-                if tries < 3 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
-            {
-                tries += 1;
-                tracing::warn!(code = ?e.code(), "batched commit hit a transient conflict; retrying");
-            }
-            other => return other,
-        }
     }
 }
 

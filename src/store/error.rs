@@ -110,6 +110,7 @@ impl StoreError {
                 sqlx::Error::ColumnDecode { .. }
                 | sqlx::Error::ColumnNotFound(_)
                 | sqlx::Error::TypeNotFound { .. }
+                | sqlx::Error::InvalidArgument(_)
                 | sqlx::Error::Decode(_),
             )
             | Self::Migrate(_) => ErrorClass::Bug,

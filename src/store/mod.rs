@@ -29,6 +29,8 @@ mod sqlite_tx;
 mod sqlite_writer;
 mod sqlx_tx;
 pub mod state;
+#[cfg(test)]
+mod test_ops;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,12 +1,20 @@
 //! PostgreSQL: how the store connects (a `statement_timeout` on every connection, so one
-//! stuck statement cannot stall the write queue) and its own migrations, run under sqlx's
-//! advisory lock so replicas starting together do not race.
+//! stuck statement cannot stall the write queue), its own migrations, run under sqlx's
+//! advisory lock so replicas starting together do not race, and how one group-commit
+//! batch is committed: the deliveries, then the worker's part inside a savepoint, as on
+//! SQLite's writer ([`super::sqlite_writer`]), so a completion that fails for a reason of
+//! its own (a constraint, a rule of ours) is rolled back alone and cannot turn the
+//! deliveries of its batch away.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Executor};
 
+use super::apply::{self, Outcomes};
+use super::batch::WriteOp;
+use super::sqlx_tx::SqlxTx;
 use super::{StoreError, StoreOptions};
 
 /// Connect and migrate; one pool serves reads and writes.
@@ -29,4 +37,143 @@ pub(super) async fn open(url: &str, opts: &StoreOptions) -> Result<AnyPool, Stor
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
     Ok(pool)
+}
+
+/// Commit a batch. A deadlock or serialization failure (replicas writing the same ids at
+/// once) is retried whole, since the database rolled everything back; any other failure
+/// of the database fails the batch.
+pub(super) async fn commit(
+    conn: &mut AnyConnection,
+    ops: &[WriteOp],
+) -> Result<Outcomes, sqlx::Error> {
+    let mut tries = 0;
+    loop {
+        match commit_once(conn, ops).await {
+            Err(sqlx::Error::Database(e))
+                if tries < 3 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                tries += 1;
+                tracing::warn!(code = ?e.code(), "batched commit hit a transient conflict; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn commit_once(conn: &mut AnyConnection, ops: &[WriteOp]) -> Result<Outcomes, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let mut out = apply::answers(ops);
+    apply::deliveries(
+        &mut SqlxTx { conn: &mut tx },
+        ops,
+        super::now_ms(),
+        &mut out,
+    )
+    .await?;
+    let mut failed_work = None;
+    if ops.iter().any(apply::is_work) {
+        tx.execute("SAVEPOINT work").await?;
+        match apply::work(&mut SqlxTx { conn: &mut tx }, ops, &mut out).await {
+            Ok(()) => {
+                tx.execute("RELEASE SAVEPOINT work").await?;
+            }
+            Err(e) if fails_alone(&e) => {
+                tx.execute("ROLLBACK TO SAVEPOINT work").await?;
+                tracing::error!(error = %e, "the worker's part of a batch failed and was rolled back; its deliveries still commit");
+                failed_work = Some(Arc::new(StoreError::Database(e)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit().await?;
+    Ok(apply::outcomes(ops, out, failed_work))
+}
+
+/// A failure of the worker's own statements, which leaves the transaction sound once
+/// rolled back to the savepoint: a rule of ours ([`SqlxTx`]'s refusal), a row that does
+/// not decode, a data exception (SQLSTATE class 22) or a broken constraint (class 23).
+/// Deadlocks, serialization failures, a lost connection, a full disk and the like fail the
+/// whole batch.
+fn fails_alone(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::InvalidArgument(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+        _ => false,
+    }
+}
+
+#[cfg(all(test, pg_tests))]
+mod tests {
+    use sqlx::{AnyConnection, Connection, Row};
+
+    use super::*;
+    use crate::store::batch::WriteOut;
+    use crate::store::test_ops::{bad_completion, event};
+    use crate::store::{InsertOutcome, Store};
+
+    #[tokio::test]
+    async fn a_failing_worker_part_is_rolled_back_while_the_deliveries_of_its_batch_commit() {
+        let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL is set");
+        let name = format!("gn_unit_{}", uuid::Uuid::new_v4().simple());
+        let mut root = sqlx::PgConnection::connect(&admin).await.unwrap();
+        root.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&name);
+        let store = Store::connect(url.as_str()).await.unwrap();
+        let mut conn = AnyConnection::connect(url.as_str()).await.unwrap();
+
+        let setup = commit(&mut conn, &[event("evt_claimed")]).await.unwrap();
+        assert!(matches!(
+            setup[0],
+            Ok(WriteOut::Inserted(InsertOutcome::Stored))
+        ));
+        conn.execute(
+            "UPDATE events SET claim_token = 'wkr_test', lease_until = 9000000000000000 \
+             WHERE id = 'evt_claimed'",
+        )
+        .await
+        .unwrap();
+
+        let out = commit(&mut conn, &[event("evt_delivered"), bad_completion()])
+            .await
+            .expect("the batch commits");
+
+        assert!(matches!(
+            out[0],
+            Ok(WriteOut::Inserted(InsertOutcome::Stored))
+        ));
+        let err = out[1]
+            .as_ref()
+            .expect_err("the completion fails on its own");
+        assert!(err.to_string().contains("recipient hashes"), "{err}");
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM events WHERE id = 'evt_delivered') AS delivered, \
+             (SELECT state FROM events WHERE id = 'evt_claimed') AS state, \
+             (SELECT COUNT(*) FROM notices) + (SELECT COUNT(*) FROM notice_audit) AS notices",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(row.get::<i64, _>("delivered"), 1, "the delivery committed");
+        assert_eq!(
+            (
+                row.get::<String, _>("state").as_str(),
+                row.get::<i64, _>("notices")
+            ),
+            ("pending", 0),
+            "nothing of the completion was kept"
+        );
+
+        conn.close().await.unwrap();
+        store.close().await;
+        root.execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+            .await
+            .unwrap();
+    }
 }

@@ -27,13 +27,10 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, InterruptHandle, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::apply::{self, Answers};
-use super::batch::{WriteOp, WriteOut};
+use super::apply::{self, Outcomes};
+use super::batch::WriteOp;
 use super::sqlite_tx::SqliteTx;
 use super::StoreError;
-
-/// Each op's outcome: the worker's ops fail on their own when their savepoint was rolled back.
-pub(super) type Outcomes = Vec<Result<WriteOut, Arc<StoreError>>>;
 
 type Answer = Result<Outcomes, rusqlite::Error>;
 
@@ -137,7 +134,7 @@ fn open(path: &Path, pragmas: &str) -> rusqlite::Result<Connection> {
 
 /// One transaction: the deliveries, then the worker's part in a savepoint.
 fn write(conn: &mut Connection, ops: &[WriteOp]) -> Answer {
-    let mut out: Answers = (0..ops.len()).map(|_| None).collect();
+    let mut out = apply::answers(ops);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut statements = SqliteTx { tx: &tx };
     // The statements never wait, so their futures finish on the first poll.
@@ -161,15 +158,7 @@ fn write(conn: &mut Connection, ops: &[WriteOp]) -> Answer {
         }
     }
     tx.commit()?;
-    Ok(ops
-        .iter()
-        .zip(out)
-        .map(|(op, o)| match (&failed_work, o) {
-            (Some(e), _) if apply::is_work(op) => Err(e.clone()),
-            (_, Some(o)) => Ok(o),
-            (_, None) => Err(Arc::new(StoreError::Closed)),
-        })
-        .collect())
+    Ok(apply::outcomes(ops, out, failed_work))
 }
 
 /// A failure of the database itself rather than of one statement: the transaction cannot be
@@ -188,42 +177,9 @@ fn is_database_failure(e: &rusqlite::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::complete::{Claimed, Completion};
-    use crate::store::{InsertOutcome, NewEvent, NewNotice, Store};
-
-    fn event(id: &str) -> WriteOp {
-        WriteOp::Insert(NewEvent {
-            id: id.to_string(),
-            event_type: "com.gigs.subscription.created".to_string(),
-            payload: "{}".to_string(),
-            received_at: 1,
-        })
-    }
-
-    /// A completion that breaks a rule of ours: notices without their recipient hashes.
-    fn bad_completion() -> WriteOp {
-        WriteOp::Complete(Claimed {
-            token: "wkr_test".to_string(),
-            now: 2,
-            completion: Completion::EventDone {
-                id: "evt_claimed".to_string(),
-                received_at: 1,
-                notices: vec![NewNotice {
-                    id: "ntc_1".to_string(),
-                    kind: "subscription_created",
-                    event_type: "com.gigs.subscription.created".to_string(),
-                    subscription_id: None,
-                    user_id: None,
-                    recipient: "someone@example.com".to_string(),
-                    subject: "s".to_string(),
-                    content: "c".to_string(),
-                    html: None,
-                }],
-            },
-            attempt: None,
-            recipient_hashes: Vec::new(),
-        })
-    }
+    use crate::store::batch::WriteOut;
+    use crate::store::test_ops::{bad_completion, event};
+    use crate::store::{InsertOutcome, Store};
 
     #[tokio::test]
     async fn a_failing_worker_part_is_rolled_back_while_the_deliveries_of_its_batch_commit() {

@@ -272,7 +272,9 @@ impl BatchTx for SqlxTx<'_> {
     }
 
     fn refused(why: &'static str) -> sqlx::Error {
-        sqlx::Error::Protocol(why.to_string())
+        // Not `Protocol`, which a broken connection also reports: the batch tells the two
+        // apart (see `postgres::fails_alone`).
+        sqlx::Error::InvalidArgument(why.to_string())
     }
 }
 

@@ -1,0 +1,42 @@
+//! Writes the backends' batch tests share: a delivery, and a completion that breaks a rule
+//! of ours, so a test can show the worker's part failing alone.
+
+use super::batch::WriteOp;
+use super::complete::{Claimed, Completion};
+use super::{NewEvent, NewNotice};
+
+/// A delivery of the event `id`.
+pub(super) fn event(id: &str) -> WriteOp {
+    WriteOp::Insert(NewEvent {
+        id: id.to_string(),
+        event_type: "com.gigs.subscription.created".to_string(),
+        payload: "{}".to_string(),
+        received_at: 1,
+    })
+}
+
+/// The claimed event `evt_claimed` (token `wkr_test`) finished with a notice but without
+/// its recipient hash: refused, so nothing of it may be written.
+pub(super) fn bad_completion() -> WriteOp {
+    WriteOp::Complete(Claimed {
+        token: "wkr_test".to_string(),
+        now: 2,
+        completion: Completion::EventDone {
+            id: "evt_claimed".to_string(),
+            received_at: 1,
+            notices: vec![NewNotice {
+                id: "ntc_1".to_string(),
+                kind: "subscription_created",
+                event_type: "com.gigs.subscription.created".to_string(),
+                subscription_id: None,
+                user_id: None,
+                recipient: "someone@example.com".to_string(),
+                subject: "s".to_string(),
+                content: "c".to_string(),
+                html: None,
+            }],
+        },
+        attempt: None,
+        recipient_hashes: Vec::new(),
+    })
+}
