@@ -93,8 +93,20 @@ pub enum ErrorClass {
     /// Another writer got in the way (deadlock, serialization failure): the same batch may
     /// simply be tried again.
     Conflict,
-    /// A mistake of ours (bad SQL, a decode error): retrying will not help.
+    /// A mistake of ours (bad SQL, a decode error, a broken constraint, a value the
+    /// database cannot hold): retrying will not help.
     Bug,
+}
+
+impl ErrorClass {
+    /// The class as logs name it (`class=…`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::Conflict => "conflict",
+            Self::Bug => "bug",
+        }
+    }
 }
 
 impl StoreError {
@@ -106,6 +118,14 @@ impl StoreError {
             {
                 ErrorClass::Conflict
             }
+            // PostgreSQL: a data exception, a broken constraint, bad SQL.
+            Self::Database(sqlx::Error::Database(e))
+                if e.code().is_some_and(|c| {
+                    c.starts_with("22") || c.starts_with("23") || c.starts_with("42")
+                }) =>
+            {
+                ErrorClass::Bug
+            }
             Self::Database(
                 sqlx::Error::ColumnDecode { .. }
                 | sqlx::Error::ColumnNotFound(_)
@@ -115,10 +135,60 @@ impl StoreError {
             )
             | Self::Migrate(_) => ErrorClass::Bug,
             // A failure SQLite reported (busy, full, I/O, read-only, interrupted): the
-            // database's state; anything else from the driver is a mistake of ours.
+            // database's state, unless it is a statement of ours it refused; anything else
+            // from the driver is a mistake of ours.
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::ConstraintViolation
+                        | rusqlite::ErrorCode::TypeMismatch
+                        | rusqlite::ErrorCode::ApiMisuse
+                ) =>
+            {
+                ErrorClass::Bug
+            }
             Self::Sqlite(rusqlite::Error::SqliteFailure(..)) => ErrorClass::Unavailable,
             Self::Sqlite(_) => ErrorClass::Bug,
             _ => ErrorClass::Unavailable,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: std::ffi::c_int) -> StoreError {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    }
+
+    #[test]
+    fn failures_are_classified_by_what_the_caller_can_do() {
+        use rusqlite::ffi;
+        for (e, class) in [
+            (sqlite(ffi::SQLITE_FULL), ErrorClass::Unavailable),
+            (sqlite(ffi::SQLITE_IOERR), ErrorClass::Unavailable),
+            (sqlite(ffi::SQLITE_READONLY), ErrorClass::Unavailable),
+            (sqlite(ffi::SQLITE_CONSTRAINT), ErrorClass::Bug),
+            (
+                StoreError::Database(sqlx::Error::InvalidArgument("a rule of ours".into())),
+                ErrorClass::Bug,
+            ),
+            (
+                StoreError::Database(sqlx::Error::PoolTimedOut),
+                ErrorClass::Unavailable,
+            ),
+            (
+                StoreError::Timeout(Duration::from_secs(8)),
+                ErrorClass::Unavailable,
+            ),
+        ] {
+            let shared = StoreError::Batch(Arc::new(e));
+            assert_eq!(shared.class(), class, "{shared}");
+        }
+        assert_eq!(ErrorClass::Bug.name(), "bug");
     }
 }

@@ -112,11 +112,25 @@ mod tests {
 
     use super::*;
     use crate::store::batch::WriteOut;
-    use crate::store::test_ops::{bad_completion, event};
+    use crate::store::test_ops::{bad_completion, event, unstorable_completion};
     use crate::store::{InsertOutcome, Store};
 
     #[tokio::test]
     async fn a_failing_worker_part_is_rolled_back_while_the_deliveries_of_its_batch_commit() {
+        // Refused before any statement: the transaction never saw an error.
+        worker_part_fails_alone(bad_completion(), "recipient hashes").await;
+    }
+
+    #[tokio::test]
+    async fn a_worker_statement_the_database_refuses_is_rolled_back_alone() {
+        // Refused by PostgreSQL (SQLSTATE 22021) after the event's row was already marked
+        // done: the transaction is aborted until it rolls back to the savepoint.
+        worker_part_fails_alone(unstorable_completion(), "0x00").await;
+    }
+
+    /// A batch of one delivery and the completion `bad`: the delivery commits, `bad` is
+    /// answered with an error naming `why`, and nothing of it is kept.
+    async fn worker_part_fails_alone(bad: WriteOp, why: &str) {
         let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL is set");
         let name = format!("gn_unit_{}", uuid::Uuid::new_v4().simple());
         let mut root = sqlx::PgConnection::connect(&admin).await.unwrap();
@@ -140,7 +154,7 @@ mod tests {
         .await
         .unwrap();
 
-        let out = commit(&mut conn, &[event("evt_delivered"), bad_completion()])
+        let out = commit(&mut conn, &[event("evt_delivered"), bad])
             .await
             .expect("the batch commits");
 
@@ -151,7 +165,8 @@ mod tests {
         let err = out[1]
             .as_ref()
             .expect_err("the completion fails on its own");
-        assert!(err.to_string().contains("recipient hashes"), "{err}");
+        assert!(err.to_string().contains(why), "{err}");
+        assert_eq!(err.class(), crate::store::ErrorClass::Bug, "{err}");
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM events WHERE id = 'evt_delivered') AS delivered, \
              (SELECT state FROM events WHERE id = 'evt_claimed') AS state, \

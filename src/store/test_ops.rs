@@ -18,6 +18,17 @@ pub(super) fn event(id: &str) -> WriteOp {
 /// The claimed event `evt_claimed` (token `wkr_test`) finished with a notice but without
 /// its recipient hash: refused, so nothing of it may be written.
 pub(super) fn bad_completion() -> WriteOp {
+    completion("s", Vec::new())
+}
+
+/// The same event finished with its hash, but a subject PostgreSQL cannot store (a NUL
+/// character in text): the database refuses the notice after the event's row changed.
+#[cfg_attr(not(pg_tests), allow(dead_code))]
+pub(super) fn unstorable_completion() -> WriteOp {
+    completion("s\0", vec!["hash".to_string()])
+}
+
+fn completion(subject: &str, recipient_hashes: Vec<String>) -> WriteOp {
     WriteOp::Complete(Claimed {
         token: "wkr_test".to_string(),
         now: 2,
@@ -31,12 +42,12 @@ pub(super) fn bad_completion() -> WriteOp {
                 subscription_id: None,
                 user_id: None,
                 recipient: "someone@example.com".to_string(),
-                subject: "s".to_string(),
+                subject: subject.to_string(),
                 content: "c".to_string(),
                 html: None,
             }],
         },
         attempt: None,
-        recipient_hashes: Vec::new(),
+        recipient_hashes,
     })
 }

@@ -127,7 +127,7 @@ async fn ingest(
     let outcome = match tokio::time::timeout(STORE_DEADLINE, insert).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "could not store event; answering 503 so Gigs retries");
+            tracing::error!(error = %e, class = e.class().name(), "could not store event; answering 503 so Gigs retries");
             return Err(ApiError::StoreUnavailable);
         }
         Err(_) => {

@@ -162,7 +162,7 @@ impl Worker {
                         }
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "worker could not reach the store; will retry")
+                        tracing::error!(error = %e, class = e.class().name(), "worker could not claim work; will retry")
                     }
                 }
             }
