@@ -16,7 +16,8 @@ if ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends haproxy >/dev/null
 fi
-PATH="$PATH:/usr/sbin" haproxy -v | head -n1
+# sed, not head: head exits after one line and, under pipefail, haproxy's SIGPIPE would fail CI.
+PATH="$PATH:/usr/sbin" haproxy -v | sed -n 1p
 
 venv=target/lint-tools
 stamp="$venv/.requirements"
