@@ -107,6 +107,18 @@ pub fn load(
             continue;
         };
         let path = format!("{locale}/{name}");
+        if let Some((line, c)) = control_character(&file.text) {
+            report.problem(Problem {
+                file: path,
+                line: Some(line),
+                message: format!(
+                    "holds the control character U+{:04X}: mail services and PostgreSQL refuse \
+                     it in text (only tabs and line breaks may appear)",
+                    c as u32
+                ),
+            });
+            continue;
+        }
         let env = envs.entry(locale).or_insert_with(environment);
         if let Err(e) = env.add_template_owned(path.clone(), file.text.clone()) {
             report.problem(Problem {
@@ -270,6 +282,17 @@ fn completeness(set: &TemplateSet, report: &mut Report) {
 }
 
 /// Render every sample of every kind in every locale that has it.
+/// The first control character other than a tab or a line break, with its line: a NUL
+/// would make every notice of its kind unstorable on PostgreSQL, so the event behind it
+/// would be retried for ever.
+fn control_character(text: &str) -> Option<(usize, char)> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        line.chars()
+            .find(|c| c.is_control() && !matches!(c, '\t' | '\r'))
+            .map(|c| (i + 1, c))
+    })
+}
+
 fn render_samples(set: &TemplateSet, brands: &[Brand], zone: Tz, report: &mut Report) {
     for locale in set.envs.keys() {
         for kind in NoticeKind::ALL.into_iter().filter(|k| set.has(locale, *k)) {

@@ -107,6 +107,23 @@ fn every_kind_has_a_notice_and_its_own_subject_in_every_bundled_locale() {
 }
 
 #[test]
+fn a_template_with_a_control_character_is_refused_with_its_line() {
+    let mut files = templates::bundled_files();
+    let file = files
+        .iter_mut()
+        .find(|f| f.path == "en/subscription_created.txt")
+        .expect("the bundled English text of subscription_created");
+    file.text = format!("Hello\n\tthere\r\nline three \u{0}\n{}", file.text);
+    let (set, report) = check::load(files, &tag("en"), &[sample_brand()], chrono_tz::UTC);
+    assert!(set.is_none());
+    let shown = report.to_string();
+    assert!(
+        shown.contains("en/subscription_created.txt:3:") && shown.contains("U+0000"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn the_bundled_set_is_complete_in_english_spanish_and_german() {
     let brands = [sample_brand()];
     let (set, report) = check::load(
