@@ -113,44 +113,49 @@ impl StoreError {
     /// The class of the failure behind this one.
     pub fn class(&self) -> ErrorClass {
         match self.root() {
-            Self::Database(sqlx::Error::Database(e))
-                if matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
-            {
-                ErrorClass::Conflict
-            }
-            // PostgreSQL: a data exception, a broken constraint, bad SQL.
-            Self::Database(sqlx::Error::Database(e))
-                if e.code().is_some_and(|c| {
-                    c.starts_with("22") || c.starts_with("23") || c.starts_with("42")
-                }) =>
-            {
-                ErrorClass::Bug
-            }
-            Self::Database(
-                sqlx::Error::ColumnDecode { .. }
-                | sqlx::Error::ColumnNotFound(_)
-                | sqlx::Error::TypeNotFound { .. }
-                | sqlx::Error::InvalidArgument(_)
-                | sqlx::Error::Decode(_),
-            )
-            | Self::Migrate(_) => ErrorClass::Bug,
-            // A failure SQLite reported (busy, full, I/O, read-only, interrupted): the
-            // database's state, unless it is a statement of ours it refused; anything else
-            // from the driver is a mistake of ours.
-            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(
-                    e.code,
-                    rusqlite::ErrorCode::ConstraintViolation
-                        | rusqlite::ErrorCode::TypeMismatch
-                        | rusqlite::ErrorCode::ApiMisuse
-                ) =>
-            {
-                ErrorClass::Bug
-            }
-            Self::Sqlite(rusqlite::Error::SqliteFailure(..)) => ErrorClass::Unavailable,
-            Self::Sqlite(_) => ErrorClass::Bug,
+            Self::Database(e) => sqlx_class(e),
+            Self::Sqlite(e) => sqlite_class(e),
+            Self::Migrate(_) => ErrorClass::Bug,
             _ => ErrorClass::Unavailable,
         }
+    }
+}
+
+/// The class of a driver error from PostgreSQL (or sqlx's pools). A bug here is a
+/// statement of ours that failed on its own, so inside a batch it is rolled back to the
+/// worker's savepoint alone (see `postgres::commit`).
+pub(super) fn sqlx_class(e: &sqlx::Error) -> ErrorClass {
+    match e {
+        sqlx::Error::Database(e) => match e.code().as_deref() {
+            Some("40P01" | "40001") => ErrorClass::Conflict,
+            // A data exception, a broken constraint, bad SQL.
+            Some(c) if c.starts_with("22") || c.starts_with("23") || c.starts_with("42") => {
+                ErrorClass::Bug
+            }
+            _ => ErrorClass::Unavailable,
+        },
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::InvalidArgument(_)
+        | sqlx::Error::Decode(_) => ErrorClass::Bug,
+        _ => ErrorClass::Unavailable,
+    }
+}
+
+/// The class of an error from SQLite's writer: a failure SQLite reported (busy, full, I/O,
+/// read-only, interrupted) is the database's state, unless it is a statement of ours it
+/// refused; anything not from SQLite (a rule of ours, a conversion) is a mistake of ours.
+/// A bug is rolled back to the worker's savepoint alone (see `sqlite_writer`).
+pub(super) fn sqlite_class(e: &rusqlite::Error) -> ErrorClass {
+    match e.sqlite_error_code() {
+        Some(
+            rusqlite::ErrorCode::ConstraintViolation
+            | rusqlite::ErrorCode::TypeMismatch
+            | rusqlite::ErrorCode::ApiMisuse,
+        ) => ErrorClass::Bug,
+        Some(_) => ErrorClass::Unavailable,
+        None => ErrorClass::Bug,
     }
 }
 

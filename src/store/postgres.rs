@@ -89,21 +89,12 @@ async fn commit_once(conn: &mut AnyConnection, ops: &[WriteOp]) -> Result<Outcom
     Ok(apply::outcomes(ops, out, failed_work))
 }
 
-/// A failure of the worker's own statements, which leaves the transaction sound once
-/// rolled back to the savepoint: a rule of ours ([`SqlxTx`]'s refusal), a row that does
-/// not decode, a data exception (SQLSTATE class 22) or a broken constraint (class 23).
-/// Deadlocks, serialization failures, a lost connection, a full disk and the like fail the
-/// whole batch.
+/// A failure of the worker's own statements (a [bug](super::ErrorClass::Bug): a rule of
+/// ours, a row that does not decode, a data exception, a broken constraint, bad SQL), which
+/// leaves the transaction sound once rolled back to the savepoint. Deadlocks, serialization
+/// failures, a lost connection, a full disk and the like fail the whole batch.
 fn fails_alone(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::InvalidArgument(_)
-        | sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_) => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
-        _ => false,
-    }
+    super::error::sqlx_class(e) == super::ErrorClass::Bug
 }
 
 #[cfg(all(test, pg_tests))]

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, InterruptHandle, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, InterruptHandle, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::apply::{self, Outcomes};
@@ -162,16 +162,9 @@ fn write(conn: &mut Connection, ops: &[WriteOp]) -> Answer {
 }
 
 /// A failure of the database itself rather than of one statement: the transaction cannot be
-/// trusted past it.
+/// trusted past it. Anything else is a [bug](super::ErrorClass::Bug) of the statement alone.
 fn is_database_failure(e: &rusqlite::Error) -> bool {
-    match e.sqlite_error_code() {
-        Some(code) => !matches!(
-            code,
-            ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::ApiMisuse
-        ),
-        // Not from SQLite (a rule of ours, a conversion): the transaction is fine.
-        None => false,
-    }
+    super::error::sqlite_class(e) != super::ErrorClass::Bug
 }
 
 #[cfg(test)]
