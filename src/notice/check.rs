@@ -281,7 +281,6 @@ fn completeness(set: &TemplateSet, report: &mut Report) {
     }
 }
 
-/// Render every sample of every kind in every locale that has it.
 /// The first control character other than a tab or a line break, with its line: a NUL
 /// would make every notice of its kind unstorable on PostgreSQL, so the event behind it
 /// would be retried for ever.
@@ -293,6 +292,7 @@ fn control_character(text: &str) -> Option<(usize, char)> {
     })
 }
 
+/// Render every sample of every kind in every locale that has it.
 fn render_samples(set: &TemplateSet, brands: &[Brand], zone: Tz, report: &mut Report) {
     for locale in set.envs.keys() {
         for kind in NoticeKind::ALL.into_iter().filter(|k| set.has(locale, *k)) {

@@ -85,15 +85,11 @@ struct Writer {
     sqlite: Option<(Arc<SqliteWriter>, super::WriteTurn)>,
 }
 
-/// Each write's answer; a failure is shared by every write of the transaction it was in
-/// (the worker's part of a batch may fail on its own, see [`super::apply::outcomes`]).
-type Answers = Outcomes;
-
 impl Writer {
     /// Write a batch in one transaction: on SQLite by its writer thread (which may answer
     /// the worker's part with an error of its own while the deliveries commit), otherwise
     /// through the pool.
-    async fn run(&mut self, ops: Vec<WriteOp>, name: &str) -> Answers {
+    async fn run(&mut self, ops: Vec<WriteOp>, name: &str) -> Outcomes {
         let n = ops.len();
         let Some((sqlite, turn)) = self.sqlite.clone() else {
             return match self.run_pool(&ops).await {
@@ -151,7 +147,7 @@ impl Writer {
 }
 
 /// `n` answers sharing the failure `e`, which is logged once.
-fn failed(e: StoreError, n: usize, name: &str) -> Answers {
+fn failed(e: StoreError, n: usize, name: &str) -> Outcomes {
     tracing::error!(error = %e, batch = name, writes = n, "batched commit failed; every write in it is answered with an error");
     let e = Arc::new(e);
     (0..n).map(|_| Err(e.clone())).collect()
