@@ -103,7 +103,7 @@ mod tests {
 
     use super::*;
     use crate::store::batch::WriteOut;
-    use crate::store::test_ops::{bad_completion, event, unstorable_completion};
+    use crate::store::test_ops::{bad_completion, event, failed_alone, unstorable_completion};
     use crate::store::{InsertOutcome, Store};
 
     #[tokio::test]
@@ -149,14 +149,7 @@ mod tests {
             .await
             .expect("the batch commits");
 
-        assert!(matches!(
-            out[0],
-            Ok(WriteOut::Inserted(InsertOutcome::Stored))
-        ));
-        let err = out[1]
-            .as_ref()
-            .expect_err("the completion fails on its own");
-        assert!(err.to_string().contains(why), "{err}");
+        let err = failed_alone(&out, why);
         assert_eq!(err.class(), crate::store::ErrorClass::Bug, "{err}");
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM events WHERE id = 'evt_delivered') AS delivered, \

@@ -171,7 +171,7 @@ fn is_database_failure(e: &rusqlite::Error) -> bool {
 mod tests {
     use super::*;
     use crate::store::batch::WriteOut;
-    use crate::store::test_ops::{bad_completion, event};
+    use crate::store::test_ops::{bad_completion, event, failed_alone};
     use crate::store::{InsertOutcome, Store};
 
     #[tokio::test]
@@ -206,14 +206,7 @@ mod tests {
             .await
             .unwrap();
 
-        assert!(matches!(
-            out[0],
-            Ok(WriteOut::Inserted(InsertOutcome::Stored))
-        ));
-        let err = out[1]
-            .as_ref()
-            .expect_err("the completion fails on its own");
-        assert!(err.to_string().contains("recipient hashes"), "{err}");
+        failed_alone(&out, "recipient hashes");
         let stored: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM events WHERE id = 'evt_delivered'",

@@ -1,9 +1,10 @@
 //! Writes the backends' batch tests share: a delivery, and a completion that breaks a rule
 //! of ours, so a test can show the worker's part failing alone.
 
-use super::batch::WriteOp;
+use super::apply::Outcomes;
+use super::batch::{InsertOutcome, WriteOp, WriteOut};
 use super::complete::{Claimed, Completion};
-use super::{NewEvent, NewNotice};
+use super::{NewEvent, NewNotice, StoreError};
 
 /// A delivery of the event `id`.
 pub(super) fn event(id: &str) -> WriteOp {
@@ -50,4 +51,18 @@ fn completion(subject: &str, recipient_hashes: Vec<String>) -> WriteOp {
         attempt: None,
         recipient_hashes,
     })
+}
+
+/// The answers to `[event(…), a bad completion]`: the delivery stored, the completion
+/// failed on its own with an error naming `why`; that error is returned.
+pub(super) fn failed_alone<'a>(out: &'a Outcomes, why: &str) -> &'a StoreError {
+    assert!(matches!(
+        out[0],
+        Ok(WriteOut::Inserted(InsertOutcome::Stored))
+    ));
+    let err = out[1]
+        .as_ref()
+        .expect_err("the completion fails on its own");
+    assert!(err.to_string().contains(why), "{err}");
+    err
 }
