@@ -25,6 +25,13 @@ const BATCH_DEADLINE: Duration = Duration::from_secs(8);
 /// How long a batch of the worker's writes alone waits for company (see [`linger`]).
 const WORK_LINGER: Duration = Duration::from_millis(2);
 
+/// The most of the worker's writes a batch that answers deliveries carries (on SQLite). A
+/// finished event writes its notices and their audit rows, several random index pages
+/// each: fifty of them made a batch take 5–15 ms, and the deliveries in it waited as long.
+/// The rest follow in the next batch, in order; a batch of the worker's writes alone still
+/// takes up to [`MAX_BATCH`].
+const WORK_BESIDE_DELIVERIES: usize = 8;
+
 /// Batches of the worker's writes this size or larger are written at once.
 const LINGER_BELOW: usize = 4;
 
@@ -170,7 +177,13 @@ async fn write_loop(mut writer: Writer, rx: Queue, name: &'static str) {
                 linger(&mut rx, &mut batch).await;
             }
         }
+        let held = if writer.sqlite.is_some() {
+            hold_back_work(&mut batch)
+        } else {
+            Vec::new()
+        };
         let (replies, ops): (Vec<_>, Vec<_>) = batch.drain(..).map(|(op, r)| (r, op)).unzip();
+        batch = held;
         metrics::histogram!("gigs_notifier_batch_size", "batch" => name).record(ops.len() as f64);
         let answers = writer.run(ops, name).await;
         let locked = answers
@@ -216,6 +229,27 @@ async fn linger(rx: &mut mpsc::Receiver<(WriteOp, Reply)>, batch: &mut Vec<(Writ
         }
     }
     take_queued(rx, batch);
+}
+
+/// In a batch that answers deliveries or probes, at most [`WORK_BESIDE_DELIVERIES`] of the
+/// worker's writes ride along; the rest are taken out, in order, for the next batch.
+fn hold_back_work(batch: &mut Vec<(WriteOp, Reply)>) -> Vec<(WriteOp, Reply)> {
+    if batch.iter().all(|(op, _)| is_work(op)) {
+        return Vec::new();
+    }
+    let mut work = 0;
+    let mut held = Vec::new();
+    let mut kept = Vec::with_capacity(batch.len());
+    for item in batch.drain(..) {
+        if !is_work(&item.0) || work < WORK_BESIDE_DELIVERIES {
+            work += usize::from(is_work(&item.0));
+            kept.push(item);
+        } else {
+            held.push(item);
+        }
+    }
+    *batch = kept;
+    held
 }
 
 /// Add what is queued now to `batch`, up to [`MAX_BATCH`], without waiting.
@@ -318,6 +352,38 @@ mod tests {
             WORK_LINGER / 2,
             "not a moment after the probe"
         );
+    }
+
+    #[test]
+    fn deliveries_take_a_few_of_the_worker_writes_along_and_the_rest_follow_in_order() {
+        let n = WORK_BESIDE_DELIVERIES + 3;
+        let claim_at = |now| match claim() {
+            WriteOp::Claim(c) => queued(WriteOp::Claim(ClaimRequest { now, ..c })),
+            _ => unreachable!(),
+        };
+        let works = || (0..n as i64).map(claim_at);
+        let mut batch: Vec<_> = works().chain([queued(WriteOp::Probe)]).collect();
+        let held = hold_back_work(&mut batch);
+        let work_in = |b: &[(WriteOp, Reply)]| b.iter().filter(|(op, _)| is_work(op)).count();
+        assert_eq!(
+            (work_in(&batch), batch.len()),
+            (WORK_BESIDE_DELIVERIES, WORK_BESIDE_DELIVERIES + 1)
+        );
+        let nows: Vec<_> = held
+            .iter()
+            .map(|(op, _)| match op {
+                WriteOp::Claim(c) => c.now,
+                _ => -1,
+            })
+            .collect();
+        let last: Vec<_> = (WORK_BESIDE_DELIVERIES as i64..n as i64).collect();
+        assert_eq!(nows, last, "the last three, in order");
+        let mut alone: Vec<_> = works().collect();
+        assert!(
+            hold_back_work(&mut alone).is_empty(),
+            "the worker's writes alone all go"
+        );
+        assert_eq!(alone.len(), n);
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,6 +25,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod sqlite_checkpoint;
 mod sqlite_tx;
 mod sqlite_writer;
 mod sqlx_tx;

@@ -24,23 +24,7 @@ pub(super) struct Opened {
 /// Create the file if needed and migrate it, then open it with `mode=rw`, so a file removed
 /// under the running service is never silently created again, empty, by a reconnect.
 pub(super) async fn open(url: &str, opts: &StoreOptions) -> Result<Opened, StoreError> {
-    let pragmas = format!(
-        // busy_timeout first, so even switching to WAL waits for another process's lock.
-        // 1.5 s: the service's own writes hold the lock for milliseconds, and a delivery may
-        // queue behind a few writes that each wait this long for a lock another process
-        // holds (a claim, a lease renewal) before its own: it must still be answered, 503,
-        // well inside the ingress's 10 s.
-        // WAL lets readers run beside the writer; synchronous=FULL keeps every acknowledged
-        // commit on disk (no durability traded away).
-        // temp_store=MEMORY: the savepoint around the worker's part of a batch keeps its
-        // sub-journal in memory (bounded by one batch) instead of a temporary file opened,
-        // written and closed per batch (~30% of the bytes the service wrote at 2,000/s).
-        "PRAGMA busy_timeout=1500; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-         PRAGMA temp_store=MEMORY;{}",
-        opts.sqlite_max_pages
-            .map(|n| format!(" PRAGMA max_page_count={n};"))
-            .unwrap_or_default()
-    );
+    let pragmas = pragmas(opts.sqlite_max_pages);
     let pool = |max| {
         let pragmas = pragmas.clone();
         // A local file cannot drop like a network link: skip the ping sqlx sends before
@@ -73,6 +57,29 @@ pub(super) async fn open(url: &str, opts: &StoreOptions) -> Result<Opened, Store
         writer,
         health,
     })
+}
+
+/// What every connection of the service runs first.
+pub(super) fn pragmas(max_pages: Option<u32>) -> String {
+    format!(
+        // busy_timeout first, so even switching to WAL waits for another process's lock.
+        // 1.5 s: the service's own writes hold the lock for milliseconds, and a delivery may
+        // queue behind a few writes that each wait this long for a lock another process
+        // holds (a claim, a lease renewal) before its own: it must still be answered, 503,
+        // well inside the ingress's 10 s.
+        // WAL lets readers run beside the writer; synchronous=FULL keeps every acknowledged
+        // commit on disk (no durability traded away).
+        // temp_store=MEMORY: the savepoint around the worker's part of a batch keeps its
+        // sub-journal in memory (bounded by one batch) instead of a temporary file opened,
+        // written and closed per batch (~30% of the bytes the service wrote at 2,000/s).
+        // wal_autocheckpoint=0: no commit copies the WAL back into the file before it
+        // returns; a thread of the writer's does (see `sqlite_checkpoint`).
+        "PRAGMA busy_timeout=1500; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+         PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=0;{}",
+        max_pages
+            .map(|n| format!(" PRAGMA max_page_count={n};"))
+            .unwrap_or_default()
+    )
 }
 
 /// The file behind a `sqlite:` URL (`sqlite://PATH?…`, `sqlite:PATH`).

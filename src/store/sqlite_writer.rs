@@ -18,7 +18,8 @@
 //! inside a transaction SQLite kept open after an I/O error or a full disk. A batch that
 //! overruns its deadline is interrupted. Other writers of this process (lease renewals,
 //! operator commands through the pool) take turns with this one through the store's turn
-//! lock; writers in other processes (the CLI) wait in SQLite's busy handler.
+//! lock; writers in other processes (the CLI) wait in SQLite's busy handler. Copying the
+//! WAL back into the file is left to a thread of its own ([`super::sqlite_checkpoint`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -29,6 +30,7 @@ use tokio::sync::oneshot;
 
 use super::apply::{self, Outcomes};
 use super::batch::WriteOp;
+use super::sqlite_checkpoint::Checkpoints;
 use super::sqlite_tx::SqliteTx;
 use super::StoreError;
 
@@ -53,9 +55,10 @@ impl SqliteWriter {
         let (jobs, rx) = mpsc::channel::<Job>();
         let interrupt = Arc::new(Mutex::new(None));
         let handle = interrupt.clone();
+        let checkpoints = Checkpoints::start(path.clone(), pragmas.clone())?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || serve(&path, &pragmas, rx, &handle))?;
+            .spawn(move || serve(&path, &pragmas, rx, &handle, &checkpoints))?;
         Ok(Self { jobs, interrupt })
     }
 
@@ -95,6 +98,7 @@ fn serve(
     pragmas: &str,
     jobs: mpsc::Receiver<Job>,
     interrupt: &Mutex<Option<InterruptHandle>>,
+    checkpoints: &Checkpoints,
 ) {
     let mut conn: Option<Connection> = None;
     let set_interrupt = |handle: Option<InterruptHandle>| {
@@ -103,10 +107,12 @@ fn serve(
         }
     };
     for job in jobs {
+        let gate = checkpoints.hold_off();
         let result = match conn.as_mut() {
             Some(c) => write(c, &job.ops),
             None => open(path, pragmas).and_then(|mut c| {
                 set_interrupt(Some(c.get_interrupt_handle()));
+                checkpoints.reopened();
                 let result = write(&mut c, &job.ops);
                 conn = Some(c);
                 result
@@ -117,7 +123,12 @@ fn serve(
             set_interrupt(None);
             conn = None;
         }
+        drop(gate);
+        let committed = result.is_ok();
         let _ = job.reply.send(result);
+        if committed {
+            checkpoints.committed();
+        }
     }
 }
 
