@@ -72,10 +72,11 @@ pub(super) fn pragmas(max_pages: Option<u32>) -> String {
         // temp_store=MEMORY: the savepoint around the worker's part of a batch keeps its
         // sub-journal in memory (bounded by one batch) instead of a temporary file opened,
         // written and closed per batch (~30% of the bytes the service wrote at 2,000/s).
-        // wal_autocheckpoint=0: no commit copies the WAL back into the file before it
-        // returns; a thread of the writer's does (see `sqlite_checkpoint`).
+        // wal_autocheckpoint=10000: a thread of the writer's copies the WAL back into the
+        // file (see `sqlite_checkpoint`); a commit does so itself only if that thread could
+        // not for a long while.
         "PRAGMA busy_timeout=1500; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-         PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=0;{}",
+         PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=10000;{}",
         max_pages
             .map(|n| format!(" PRAGMA max_page_count={n};"))
             .unwrap_or_default()

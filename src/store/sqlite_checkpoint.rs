@@ -4,16 +4,18 @@
 //! it returns, so every few dozen batches one batch of deliveries waited 5–15 ms longer
 //! for its answer (the slowest one in a hundred, measured at 2,000 deliveries/s).
 //!
-//! Here every connection of the service runs with `wal_autocheckpoint=0` and a thread of
-//! its own, on a connection of its own, copies what the writer committed (`PASSIVE`: it
-//! never waits for, nor holds up, the writer or a reader) shortly after each commit. The
-//! WAL starts over from its beginning only if everything in it is copied when the writer
-//! begins its next commit; while commits keep coming, copying is always a little behind.
-//! So once the WAL holds [`RESTART_AT`] frames, the thread copies until little is left,
-//! then holds the writer between two batches (the [`Gate`]) while it copies the rest: the
-//! next commit writes from the start of the file again. The writer waits for a few hundred
-//! pages at most, a few times a second under a burst, instead of a thousand every time,
-//! and the WAL stays a few MiB, rewritten in place.
+//! Here SQLite's own checkpoints wait until 10,000 frames (`wal_autocheckpoint`, a backstop
+//! should this thread be unable to copy) and a thread of its own, on a connection of its
+//! own, copies what the writer committed shortly after each commit (`PASSIVE`: it never
+//! waits for a lock of the writer's or a reader's). The WAL starts over from its beginning
+//! only if everything in it is copied when a writer begins its next commit; while commits
+//! keep coming, copying is always a little behind. So once the WAL holds [`RESTART_AT`]
+//! frames, the thread copies until little is left, then holds the writer between two
+//! batches (the [`Gate`]) while it copies the rest, at most [`HOLD_AT`] frames: the next
+//! commit writes from the start of the file again. The writer waits for a few hundred
+//! pages, a few times a second under a burst, instead of a thousand every time, and the WAL
+//! stays a few MiB, rewritten in place. While a reader keeps old frames in use, or copying
+//! is far behind, the thread copies what it can and holds nobody.
 //!
 //! Durability is unchanged: a checkpoint only copies committed pages, and each commit is on
 //! disk (`synchronous=FULL`) before anyone is answered, whoever copies it later.
@@ -21,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -29,8 +31,13 @@ use rusqlite::{Connection, OpenFlags};
 /// threshold for its checkpoints).
 const RESTART_AT: i64 = 1_000;
 
-/// Frames left to copy at which the thread holds the writer and copies the rest.
+/// Frames left to copy at which the thread stops its passes.
 const TAIL: i64 = 200;
+
+/// The most frames left that the thread copies with the writer held; with more left after
+/// its passes (a reader holds old frames, or copying is far behind) it holds nobody and
+/// tries again on its next turn.
+const HOLD_AT: i64 = 4 * TAIL;
 
 /// Copying passes, while the writer keeps committing, before the thread holds the writer
 /// whatever is left (copying must end even if commits come as fast as it copies).
@@ -40,12 +47,17 @@ const PASSES: usize = 4;
 /// are copied together (a page changed by several of them is copied once).
 const PAUSE: Duration = Duration::from_millis(5);
 
+/// How often a checkpoint that keeps failing is logged.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// With nothing committed, how often the thread looks anyway (writes outside the group
 /// commit, such as lease renewals, nudge nobody).
 const IDLE: Duration = Duration::from_secs(1);
 
 /// Held by the writer for each batch, and by the thread for its last copy before the WAL
-/// starts over, so that no commit comes between the two.
+/// starts over, so that no batch is committed between the two. (Other writers, such as
+/// lease renewals or a CLI command, may be; they restart the WAL as well if it is all
+/// copied, or the next turn tries again.)
 #[derive(Clone, Default)]
 struct Gate(Arc<Mutex<()>>);
 
@@ -59,8 +71,10 @@ impl Gate {
 pub(super) struct Checkpoints {
     nudge: mpsc::SyncSender<()>,
     gate: Gate,
-    /// Bumped when the writer opens a new connection (after a failure): the thread then
-    /// opens a new one too, so it never keeps copying into a file that was replaced.
+    /// Bumped when the writer opens a new connection (after a failure, within a batch that
+    /// found the file to be the one the service opened): only then does the thread open a
+    /// new one too. Its own failures keep its connection, so it never opens a file that
+    /// replaced the service's under the same path.
     generation: Arc<AtomicU64>,
 }
 
@@ -118,7 +132,15 @@ fn copy(conn: &Connection, gate: &Gate) -> rusqlite::Result<()> {
         if left <= TAIL {
             break;
         }
+        let before = left;
         left = checkpoint(conn)?.1;
+        if left >= before {
+            // Nothing copied this pass: a reader holds those frames.
+            break;
+        }
+    }
+    if left > HOLD_AT {
+        return Ok(());
     }
     let _writer_held = gate.hold();
     checkpoint(conn).map(drop)
@@ -132,7 +154,7 @@ fn copy_loop(
     gate: &Gate,
 ) {
     let mut conn: Option<(Connection, u64)> = None;
-    let mut failing = false;
+    let mut warned: Option<Instant> = None;
     loop {
         match nudges.recv_timeout(IDLE) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -151,21 +173,19 @@ fn copy_loop(
             )
             .and_then(|c| {
                 c.execute_batch(pragmas)?;
-                copy(&c, gate)?;
-                conn = Some((c, current));
-                Ok(())
+                copy(&conn.insert((c, current)).0, gate)
             }),
         };
         match result {
-            Ok(()) => failing = false,
+            Ok(()) => warned = None,
             // A full disk, a removed file, I/O: the writer meets it on its next commit and
-            // answers for it; this thread starts afresh on its next turn.
+            // answers for it; this thread tries again on its next turn, on the same
+            // connection. Said once a minute while it lasts.
             Err(e) => {
-                if !failing {
+                if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                     tracing::warn!(error = %e, "checkpoint failed; the WAL grows until one succeeds");
+                    warned = Some(Instant::now());
                 }
-                failing = true;
-                conn = None;
             }
         }
         std::thread::sleep(PAUSE);

@@ -107,6 +107,12 @@ fn serve(
         }
     };
     for job in jobs {
+        if job.reply.is_closed() {
+            // Its caller gave up waiting (the batch deadline) and answered with an error:
+            // written now, it would be a delivery stored after its 503, or a claim nobody
+            // works on.
+            continue;
+        }
         let gate = checkpoints.hold_off();
         let result = match conn.as_mut() {
             Some(c) => write(c, &job.ops),
