@@ -246,4 +246,37 @@ mod tests {
         );
         store.close().await;
     }
+
+    #[tokio::test]
+    async fn a_batch_whose_caller_gave_up_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        let writer = SqliteWriter::start(path.clone(), String::new()).unwrap();
+        let (reply, answer) = oneshot::channel();
+        drop(answer); // what a deadline does to the waiting caller
+        writer
+            .jobs
+            .send(Job {
+                ops: vec![event("evt_given_up")],
+                reply,
+            })
+            .unwrap();
+        writer
+            .write(vec![event("evt_waited_for")], Duration::from_secs(5))
+            .await
+            .unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let ids: Vec<String> = conn
+            .prepare("SELECT id FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, ["evt_waited_for"]);
+        store.close().await;
+    }
 }
