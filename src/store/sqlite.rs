@@ -3,6 +3,7 @@
 //! the writer thread's own ([`super::sqlite_writer`]), both driven by the one write loop:
 //! writers take turns in order instead of sleeping in SQLite's busy handler.
 
+use std::path::Path;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -81,6 +82,17 @@ pub(super) fn pragmas(max_pages: Option<u32>) -> String {
             .map(|n| format!(" PRAGMA max_page_count={n};"))
             .unwrap_or_default()
     )
+}
+
+/// A connection of the writer's threads to the existing file at `path`, `pragmas` run.
+/// Without create: a file removed under the service is never made again, empty.
+pub(super) fn open_existing(path: &Path, pragmas: &str) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.execute_batch(pragmas)?;
+    Ok(conn)
 }
 
 /// The file behind a `sqlite:` URL (`sqlite://PATH?…`, `sqlite:PATH`).

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
 /// Frames in the WAL at which the thread sees to it that the WAL starts over (SQLite's own
 /// threshold for its checkpoints).
@@ -166,15 +166,8 @@ fn copy_loop(
         }
         let result = match conn.as_ref() {
             Some((c, _)) => copy(c, gate),
-            // Without create: a file removed under the service is never made again here.
-            None => Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .and_then(|c| {
-                c.execute_batch(pragmas)?;
-                copy(&conn.insert((c, current)).0, gate)
-            }),
+            None => super::sqlite::open_existing(path, pragmas)
+                .and_then(|c| copy(&conn.insert((c, current)).0, gate)),
         };
         match result {
             Ok(()) => warned = None,
@@ -196,32 +189,19 @@ fn copy_loop(
 mod tests {
     use std::time::Duration;
 
-    use crate::store::batch::WriteOp;
     use crate::store::sqlite_writer::SqliteWriter;
-    use crate::store::{NewEvent, Store};
+    use crate::store::test_ops::{event_with, migrated_sqlite_file};
 
     #[tokio::test]
     async fn under_steady_commits_the_wal_starts_over_instead_of_growing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap();
-        store.close().await;
+        let (dir, path) = migrated_sqlite_file("c.db").await;
         let writer =
             SqliteWriter::start(path.clone(), crate::store::sqlite::pragmas(None)).unwrap();
         // 600 commits of 8 deliveries of 4 KiB: some 40 MiB of WAL frames in all.
         let payload = format!("{{\"pad\":\"{}\"}}", "x".repeat(4096));
         for b in 0..600 {
             let ops = (0..8)
-                .map(|i| {
-                    WriteOp::Insert(NewEvent {
-                        id: format!("evt_{b}_{i}"),
-                        event_type: "com.gigs.subscription.created".to_string(),
-                        payload: payload.clone(),
-                        received_at: 1,
-                    })
-                })
+                .map(|i| event_with(&format!("evt_{b}_{i}"), &payload))
                 .collect();
             writer.write(ops, Duration::from_secs(10)).await.unwrap();
         }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, InterruptHandle, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, InterruptHandle, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::apply::{self, Outcomes};
@@ -139,11 +139,7 @@ fn serve(
 }
 
 fn open(path: &Path, pragmas: &str) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.execute_batch(pragmas)?;
+    let conn = super::sqlite::open_existing(path, pragmas)?;
     // Every statement of a batch stays prepared (claims vary with the recipients left out).
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -188,16 +184,12 @@ fn is_database_failure(e: &rusqlite::Error) -> bool {
 mod tests {
     use super::*;
     use crate::store::batch::WriteOut;
-    use crate::store::test_ops::{bad_completion, event, failed_alone};
-    use crate::store::{InsertOutcome, Store};
+    use crate::store::test_ops::{bad_completion, event, failed_alone, migrated_sqlite_file};
+    use crate::store::InsertOutcome;
 
     #[tokio::test]
     async fn a_failing_worker_part_is_rolled_back_while_the_deliveries_of_its_batch_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap();
+        let (_dir, path) = migrated_sqlite_file("w.db").await;
         // The claimed event the completion finishes, held by the completion's token.
         let writer = SqliteWriter::start(path.clone(), String::new()).unwrap();
         let setup = writer
@@ -244,16 +236,11 @@ mod tests {
             ("pending", 0),
             "nothing of the completion was kept"
         );
-        store.close().await;
     }
 
     #[tokio::test]
     async fn a_batch_whose_caller_gave_up_is_not_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("g.db");
-        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap();
+        let (_dir, path) = migrated_sqlite_file("g.db").await;
         let writer = SqliteWriter::start(path.clone(), String::new()).unwrap();
         let (reply, answer) = oneshot::channel();
         drop(answer); // what a deadline does to the waiting caller
@@ -277,6 +264,5 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(ids, ["evt_waited_for"]);
-        store.close().await;
     }
 }

@@ -1,5 +1,6 @@
 //! Writes the backends' batch tests share: a delivery, and a completion that breaks a rule
-//! of ours, so a test can show the worker's part failing alone.
+//! of ours, so a test can show the worker's part failing alone; and a migrated SQLite file
+//! for the tests of the writer's threads.
 
 use super::apply::Outcomes;
 use super::batch::{InsertOutcome, WriteOp, WriteOut};
@@ -8,12 +9,30 @@ use super::{NewEvent, NewNotice, StoreError};
 
 /// A delivery of the event `id`.
 pub(super) fn event(id: &str) -> WriteOp {
+    event_with(id, "{}")
+}
+
+/// A delivery of the event `id` carrying `payload`.
+pub(super) fn event_with(id: &str, payload: &str) -> WriteOp {
     WriteOp::Insert(NewEvent {
         id: id.to_string(),
         event_type: "com.gigs.subscription.created".to_string(),
-        payload: "{}".to_string(),
+        payload: payload.to_string(),
         received_at: 1,
     })
+}
+
+/// A migrated SQLite file `name` in a temporary directory that lives as long as the
+/// returned `TempDir`; the store that migrated it is closed again, so a test's own writer
+/// thread is the only one writing to it.
+pub(super) async fn migrated_sqlite_file(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    let store = super::Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    store.close().await;
+    (dir, path)
 }
 
 /// The claimed event `evt_claimed` (token `wkr_test`) finished with a notice but without
