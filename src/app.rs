@@ -29,7 +29,7 @@ pub struct Application {
     store: Store,
     settings: Settings,
     /// Cancelled when the drain begins: `/readyz` fails from then on.
-    draining: CancellationToken,
+    draining: crate::shutdown::Draining,
 }
 
 impl Application {
@@ -60,7 +60,7 @@ impl Application {
         );
         let mail = MailClient::new(http, settings.mail_url.clone(), settings.mail_token.clone());
         let wake = Arc::new(Notify::new());
-        let draining = CancellationToken::new();
+        let draining = crate::shutdown::Draining::default();
         let worker = Worker::new(&settings, store.clone(), gigs, mail, wake.clone());
         let state = AppState {
             verifier: Arc::new(Verifier::new(
@@ -77,12 +77,10 @@ impl Application {
         let request_id = HeaderName::from_static("x-request-id");
         let router = webhook::router(state.clone())
             .merge(crate::admin::router(state, &settings))
-            .layer(axum::middleware::from_fn({
-                let draining = draining.clone();
-                move |req, next| {
-                    crate::shutdown::close_connections_while_draining(draining.clone(), req, next)
-                }
-            }))
+            .layer(axum::middleware::from_fn_with_state(
+                draining.clone(),
+                crate::shutdown::close_connections_while_draining,
+            ))
             .layer(PropagateRequestIdLayer::new(request_id.clone()))
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

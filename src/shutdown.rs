@@ -11,9 +11,11 @@
 //! requests in flight finish, and claimed work is handed back.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Version};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -59,16 +61,33 @@ impl Signals {
     }
 }
 
+/// Whether the service is draining before a stop: set once, read by every HTTP/1.1 answer
+/// and by `/readyz`. A flag rather than a cancellation token, which takes a lock to be
+/// cloned, dropped or read: on every request, two worker threads queued on that lock.
+#[derive(Clone, Debug, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// Mark the drain as begun (for good).
+    pub fn begin(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// Resolves when the listener should close: `begin`, then marks `draining` and waits
 /// `drain` or until `hurry`, whichever comes first.
 pub async fn drain_then_stop(
     begin: impl Future<Output = ()>,
     hurry: impl Future<Output = ()>,
     drain: Duration,
-    draining: CancellationToken,
+    draining: Draining,
 ) {
     begin.await;
-    draining.cancel();
+    draining.begin();
     if drain.is_zero() {
         return;
     }
@@ -88,13 +107,13 @@ pub async fn drain_then_stop(
 /// a replica that stays. HTTP/2 has no such header; its connections get GOAWAY when the
 /// listener closes.
 pub async fn close_connections_while_draining(
-    draining: CancellationToken,
+    State(draining): State<Draining>,
     request: Request,
     next: Next,
 ) -> Response {
     let http1 = request.version() <= Version::HTTP_11;
     let mut response = next.run(request).await;
-    if http1 && draining.is_cancelled() {
+    if http1 && draining.is_draining() {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -108,7 +127,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_drain_marks_draining_at_once_and_a_hurry_ends_it() {
-        let draining = CancellationToken::new();
+        let draining = Draining::default();
         let hurry = CancellationToken::new();
         let stop = tokio::spawn(drain_then_stop(
             async {},
@@ -116,7 +135,12 @@ mod tests {
             Duration::from_secs(600),
             draining.clone(),
         ));
-        tokio::time::timeout(Duration::from_secs(10), draining.cancelled())
+        let marked = async {
+            while !draining.is_draining() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), marked)
             .await
             .expect("draining is marked as soon as the drain begins");
         assert!(!stop.is_finished(), "still draining");
@@ -134,7 +158,7 @@ mod tests {
             async {},
             std::future::pending(),
             Duration::from_millis(50),
-            CancellationToken::new(),
+            Draining::default(),
         );
         tokio::time::timeout(Duration::from_secs(10), stop)
             .await
@@ -143,7 +167,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_drain_stops_as_soon_as_told() {
-        let draining = CancellationToken::new();
+        let draining = Draining::default();
         drain_then_stop(
             async {},
             std::future::pending(),
@@ -151,6 +175,6 @@ mod tests {
             draining.clone(),
         )
         .await;
-        assert!(draining.is_cancelled());
+        assert!(draining.is_draining());
     }
 }
