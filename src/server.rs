@@ -95,6 +95,8 @@ pub async fn serve(
                 }
             }
         };
+        // Answers are small and written whole: never held back waiting for an ACK.
+        let _ = stream.set_nodelay(true);
         let Some(entry) = registry.admit(cap) else {
             closed("refused");
             tracing::debug!("every connection has a request in progress; refused a new one");
