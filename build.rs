@@ -1,5 +1,7 @@
 //! Compiles the PostgreSQL half of the test suite only when `TEST_DATABASE_URL` is set, and
-//! says so when it is not, so a run without PostgreSQL never counts those tests as passed.
+//! the real full-disk test (it mounts a small tmpfs: root only) only when
+//! `TEST_REAL_FULL_DISK=1`; says so when they are not, so a run without them never counts
+//! those tests as passed.
 //! Also lists the bundled notice templates (`templates/<locale>/<file>`) for the binary to
 //! embed.
 
@@ -9,6 +11,16 @@ fn main() {
     bundle_templates();
     println!("cargo::rerun-if-env-changed=TEST_DATABASE_URL");
     println!("cargo::rustc-check-cfg=cfg(pg_tests)");
+    println!("cargo::rerun-if-env-changed=TEST_REAL_FULL_DISK");
+    println!("cargo::rustc-check-cfg=cfg(real_full_disk_tests)");
+    let debug = std::env::var("PROFILE").as_deref() == Ok("debug");
+    if std::env::var("TEST_REAL_FULL_DISK").as_deref() == Ok("1") {
+        println!("cargo::rustc-cfg=real_full_disk_tests");
+    } else if debug {
+        println!(
+            "cargo::warning=TEST_REAL_FULL_DISK is not 1: the test on a real full disk (a tmpfs it mounts, as root) is not built or run"
+        );
+    }
     match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => println!("cargo::rustc-cfg=pg_tests"),
         _ => {

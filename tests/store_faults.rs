@@ -7,48 +7,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use common::faults::*;
 use common::*;
-use futures::StreamExt;
 use serde_json::Value;
 use sqlx::Connection;
-
-/// The file behind a test database URL.
-fn db_path(app: &TestApp) -> std::path::PathBuf {
-    let url = &app.db.as_ref().unwrap().url;
-    std::path::PathBuf::from(url.strip_prefix("sqlite://").unwrap())
-}
-
-/// Ids stored in the events table of the file at `path`, read by a fresh connection (what a
-/// restart would see).
-async fn stored_ids(path: &std::path::Path) -> HashSet<String> {
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM events")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.ok();
-    ids.into_iter().collect()
-}
-
-/// An event of about 6 KiB (a large, personal-looking field pads it), with its own id.
-fn padded_event(i: usize) -> (String, String) {
-    let id = format!("evt_fault{i:06}");
-    let mut v: Value = serde_json::from_str(&fixture("subscription.created.json")).unwrap();
-    v["id"] = Value::String(id.clone());
-    v["data"]["notes"] = Value::String(format!("{i:x}").repeat(1500));
-    (id, v.to_string())
-}
-
-/// Deliver `range` with 8 in flight; returns (id, status) for each.
-async fn deliver_all(app: &TestApp, range: std::ops::Range<usize>) -> Vec<(String, u16)> {
-    futures::stream::iter(range.map(padded_event))
-        .map(|(id, body)| async move { (id, app.deliver(&body).await.0) })
-        .buffer_unordered(8)
-        .collect()
-        .await
-}
 
 async fn readyz(app: &TestApp) -> (u16, Value) {
     let r = app.get("/readyz").await;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod fakes;
+pub mod faults;
 pub mod haproxy;
 pub mod people;
 pub mod process;
