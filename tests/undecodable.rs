@@ -1,6 +1,8 @@
 //! A signed event is never refused for its `data`: once the signature and the envelope
 //! (`id`, `type`) are valid, it is stored and acknowledged; what the worker cannot read goes
 //! to the dead letters with the reason, and `dead-letters retry` sends it once it is fixed.
+//! So does an event whose result the store refuses (a bug of ours): it is not done again
+//! every time its lease runs out.
 
 mod common;
 
@@ -154,6 +156,72 @@ async fn unreadable_data_is_stored_dead_lettered_and_retried_once_fixed(b: Backe
     assert_eq!(app.mails().await.len(), cases.len());
 }
 
+/// Refuse every new notice, as a broken rule or a value the database cannot hold would.
+const REFUSE_NOTICES: [(&str, &str); 2] = [
+    (
+        "CREATE TRIGGER refuse_notices BEFORE INSERT ON notices \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        "CREATE FUNCTION refuse_notices() RETURNS trigger AS $$ BEGIN \
+         RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation'; END $$ \
+         LANGUAGE plpgsql; CREATE TRIGGER refuse_notices BEFORE INSERT ON notices \
+         FOR EACH ROW EXECUTE FUNCTION refuse_notices()",
+    ),
+    (
+        "DROP TRIGGER refuse_notices",
+        "DROP TRIGGER refuse_notices ON notices; DROP FUNCTION refuse_notices()",
+    ),
+];
+
+async fn run_sql(app: &TestApp, b: Backend, (sqlite, postgres): (&str, &str)) {
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(&app.db.as_ref().unwrap().url)
+        .await
+        .unwrap();
+    let sql = if matches!(b, Backend::Sqlite) {
+        sqlite
+    } else {
+        postgres
+    };
+    sqlx::raw_sql(sql).execute(&mut db).await.unwrap();
+    db.close().await.ok();
+}
+
+async fn a_result_the_store_refuses_is_dead_lettered_not_done_again_forever(b: Backend) {
+    let app = spawn_app(b).await;
+    mail_accepts(&app.mail).await;
+    gigs_knows_everyone(&app.gigs).await;
+    run_sql(&app, b, REFUSE_NOTICES[0]).await;
+
+    let body = fixture("subscription.created.json");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.deliver(&body).await.0, 202);
+    // Refused every time, it used to stay pending (its lease running out, done again).
+    app.wait_idle().await;
+
+    let dead = app.store.dead_letters().await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].id, id);
+    let why = dead[0].last_error.as_deref().unwrap_or_default();
+    assert!(why.contains("store refused"), "{why}");
+    assert!(app.mails().await.is_empty());
+
+    // The cause fixed, the operator's retry sends the notice.
+    run_sql(&app, b, REFUSE_NOTICES[1]).await;
+    let retry = std::process::Command::new(BIN)
+        .args(["dead-letters", "retry", "--all"])
+        .env_clear()
+        .env("DATABASE_URL", &app.db.as_ref().unwrap().url)
+        .output()
+        .expect("binary runs");
+    assert!(retry.status.success(), "{retry:?}");
+    app.wait_idle().await;
+    assert!(app.store.dead_letters().await.unwrap().is_empty());
+    assert_eq!(app.mails().await.len(), 1);
+}
+
 fn why_has_value(dead: &[gigs_notifier::store::DeadLetter], value: &str) -> bool {
     dead.iter()
         .any(|d| d.last_error.as_deref().unwrap_or_default().contains(value))
@@ -185,4 +253,5 @@ async fn a_field_no_handler_uses_cannot_fail_an_event(b: Backend) {
 both_backends!(
     unreadable_data_is_stored_dead_lettered_and_retried_once_fixed,
     a_field_no_handler_uses_cannot_fail_an_event,
+    a_result_the_store_refuses_is_dead_lettered_not_done_again_forever,
 );
