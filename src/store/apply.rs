@@ -71,6 +71,14 @@ pub(super) trait BatchTx {
 
     /// A batch that breaks a rule of ours (refused rather than written).
     fn refused(why: &'static str) -> Self::Error;
+
+    /// Whether `e` is a refusal of one statement of ours (a [bug](super::ErrorClass::Bug)),
+    /// after which the transaction is sound once rolled back to a savepoint; anything else
+    /// (the database down, full, interrupted) fails the batch.
+    fn fails_alone(e: &Self::Error) -> bool;
+
+    /// `SAVEPOINT`, `RELEASE SAVEPOINT` or `ROLLBACK TO SAVEPOINT`, as given.
+    async fn savepoint(&mut self, sql: &'static str) -> Result<(), Self::Error>;
 }
 
 /// Each op's answer, filled in as the phases run.
@@ -84,22 +92,18 @@ pub(super) fn answers(ops: &[WriteOp]) -> Answers {
     (0..ops.len()).map(|_| None).collect()
 }
 
-/// The outcomes of a committed batch, in the order of `ops`: both backends apply the
-/// [`deliveries`], then the [`work`] inside a savepoint; when the work was rolled back
-/// (`failed_work`), each of the worker's ops gets that error while the deliveries stand.
-pub(super) fn outcomes(
-    ops: &[WriteOp],
-    out: Answers,
-    failed_work: Option<Arc<StoreError>>,
-) -> Outcomes {
-    ops.iter()
-        .zip(out)
-        .map(|(op, o)| match (&failed_work, o) {
-            (Some(e), _) if is_work(op) => Err(e.clone()),
-            (_, Some(o)) => Ok(o),
-            (_, None) => Err(Arc::new(StoreError::Closed)),
-        })
-        .collect()
+/// The outcomes of a committed batch, in the order of its ops: both backends apply the
+/// [`deliveries`], then the work ([`work_apart`]); an op of the worker's that was refused
+/// and rolled back alone (`failed`, by index) gets its error while the rest stand.
+pub(super) fn outcomes(out: Answers, failed: Vec<(usize, StoreError)>) -> Outcomes {
+    let mut outcomes: Outcomes = out
+        .into_iter()
+        .map(|o| o.ok_or_else(|| Arc::new(StoreError::Closed)))
+        .collect();
+    for (i, e) in failed {
+        outcomes[i] = Err(Arc::new(e));
+    }
+    outcomes
 }
 
 /// The ingress's part of a batch: the readiness probe and the deliveries, in id order.
@@ -155,6 +159,47 @@ pub(super) async fn work<T: BatchTx>(
         }
     }
     Ok(())
+}
+
+/// The worker's part of a batch, in a savepoint after the deliveries. If a statement of it
+/// is refused ([`BatchTx::fails_alone`]), the part is rolled back and done again one op at
+/// a time, each in a savepoint of its own, so that only the op at fault fails (its error is
+/// returned with its index) and the others commit: one bad result must not turn away the
+/// results it happened to share a batch with. Any other failure fails the batch.
+pub(super) async fn work_apart<T: BatchTx>(
+    tx: &mut T,
+    ops: &[WriteOp],
+    out: &mut Answers,
+) -> Result<Vec<(usize, T::Error)>, T::Error> {
+    if !ops.iter().any(is_work) {
+        return Ok(Vec::new());
+    }
+    tx.savepoint("SAVEPOINT work").await?;
+    match work(tx, ops, out).await {
+        Ok(()) => {
+            tx.savepoint("RELEASE SAVEPOINT work").await?;
+            return Ok(Vec::new());
+        }
+        Err(e) if T::fails_alone(&e) => tx.savepoint("ROLLBACK TO SAVEPOINT work").await?,
+        Err(e) => return Err(e),
+    }
+    let mut failed = Vec::new();
+    for (i, op) in ops.iter().enumerate().filter(|(_, op)| is_work(op)) {
+        let mut one = vec![None];
+        tx.savepoint("SAVEPOINT one").await?;
+        match work(tx, std::slice::from_ref(op), &mut one).await {
+            Ok(()) => out[i] = one.pop().flatten(),
+            Err(e) if T::fails_alone(&e) => {
+                tx.savepoint("ROLLBACK TO SAVEPOINT one").await?;
+                out[i] = None;
+                failed.push((i, e));
+            }
+            Err(e) => return Err(e),
+        }
+        tx.savepoint("RELEASE SAVEPOINT one").await?;
+    }
+    tx.savepoint("RELEASE SAVEPOINT work").await?;
+    Ok(failed)
 }
 
 /// Whether `op` is the worker's (see [`work`]) rather than the ingress's.

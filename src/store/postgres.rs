@@ -4,9 +4,8 @@
 //! batch is committed: the deliveries, then the worker's part inside a savepoint, as on
 //! SQLite's writer ([`super::sqlite_writer`]), so a completion that fails for a reason of
 //! its own (a constraint, a rule of ours) is rolled back alone and cannot turn the
-//! deliveries of its batch away.
+//! deliveries or the other results of its batch away.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -70,31 +69,15 @@ async fn commit_once(conn: &mut AnyConnection, ops: &[WriteOp]) -> Result<Outcom
         &mut out,
     )
     .await?;
-    let mut failed_work = None;
-    if ops.iter().any(apply::is_work) {
-        tx.execute("SAVEPOINT work").await?;
-        match apply::work(&mut SqlxTx { conn: &mut tx }, ops, &mut out).await {
-            Ok(()) => {
-                tx.execute("RELEASE SAVEPOINT work").await?;
-            }
-            Err(e) if fails_alone(&e) => {
-                tx.execute("ROLLBACK TO SAVEPOINT work").await?;
-                tracing::error!(error = %e, "the worker's part of a batch failed and was rolled back; its deliveries still commit");
-                failed_work = Some(Arc::new(StoreError::Database(e)));
-            }
-            Err(e) => return Err(e),
-        }
+    let failed = apply::work_apart(&mut SqlxTx { conn: &mut tx }, ops, &mut out).await?;
+    for (_, e) in &failed {
+        tracing::error!(error = %e, "a write of the worker's was refused and rolled back alone; the rest of its batch commits");
     }
     tx.commit().await?;
-    Ok(apply::outcomes(ops, out, failed_work))
-}
-
-/// A failure of the worker's own statements (a [bug](super::ErrorClass::Bug): a rule of
-/// ours, a row that does not decode, a data exception, a broken constraint, bad SQL), which
-/// leaves the transaction sound once rolled back to the savepoint. Deadlocks, serialization
-/// failures, a lost connection, a full disk and the like fail the whole batch.
-fn fails_alone(e: &sqlx::Error) -> bool {
-    super::error::sqlx_class(e) == super::ErrorClass::Bug
+    let failed = failed
+        .into_iter()
+        .map(|(i, e)| (i, StoreError::Database(e)));
+    Ok(apply::outcomes(out, failed.collect()))
 }
 
 #[cfg(all(test, pg_tests))]
@@ -103,7 +86,9 @@ mod tests {
 
     use super::*;
     use crate::store::batch::WriteOut;
-    use crate::store::test_ops::{bad_completion, event, failed_alone, unstorable_completion};
+    use crate::store::test_ops::{
+        bad_completion, event, failed_alone, good_completion, unstorable_completion,
+    };
     use crate::store::{InsertOutcome, Store};
 
     #[tokio::test]
@@ -133,28 +118,36 @@ mod tests {
         let store = Store::connect(url.as_str()).await.unwrap();
         let mut conn = AnyConnection::connect(url.as_str()).await.unwrap();
 
-        let setup = commit(&mut conn, &[event("evt_claimed")]).await.unwrap();
+        let setup = commit(&mut conn, &[event("evt_claimed"), event("evt_good")])
+            .await
+            .unwrap();
         assert!(matches!(
             setup[0],
             Ok(WriteOut::Inserted(InsertOutcome::Stored))
         ));
         conn.execute(
             "UPDATE events SET claim_token = 'wkr_test', lease_until = 9000000000000000 \
-             WHERE id = 'evt_claimed'",
+             WHERE id IN ('evt_claimed', 'evt_good')",
         )
         .await
         .unwrap();
 
-        let out = commit(&mut conn, &[event("evt_delivered"), bad])
-            .await
-            .expect("the batch commits");
+        let out = commit(
+            &mut conn,
+            &[event("evt_delivered"), bad, good_completion("evt_good")],
+        )
+        .await
+        .expect("the batch commits");
 
         let err = failed_alone(&out, why);
         assert_eq!(err.class(), crate::store::ErrorClass::Bug, "{err}");
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM events WHERE id = 'evt_delivered') AS delivered, \
              (SELECT state FROM events WHERE id = 'evt_claimed') AS state, \
-             (SELECT COUNT(*) FROM notices) + (SELECT COUNT(*) FROM notice_audit) AS notices",
+             (SELECT COUNT(*) FROM notices WHERE event_id = 'evt_claimed') \
+             + (SELECT COUNT(*) FROM notice_audit WHERE event_id = 'evt_claimed') AS notices, \
+             (SELECT state FROM events WHERE id = 'evt_good') AS good, \
+             (SELECT COUNT(*) FROM notices WHERE event_id = 'evt_good') AS good_notices",
         )
         .fetch_one(&mut conn)
         .await
@@ -167,6 +160,14 @@ mod tests {
             ),
             ("pending", 0),
             "nothing of the completion was kept"
+        );
+        assert_eq!(
+            (
+                row.get::<String, _>("good").as_str(),
+                row.get::<i64, _>("good_notices")
+            ),
+            ("done", 1),
+            "the completion beside it was"
         );
 
         conn.close().await.unwrap();

@@ -249,6 +249,16 @@ impl BatchTx for SqliteTx<'_, '_> {
         // Carried as a failed conversion: rusqlite's one variant for an error of the caller's.
         rusqlite::Error::ToSqlConversionFailure(Box::new(Refused(why)))
     }
+
+    /// A failure of the database itself (full, I/O, read-only, interrupted) is not: the
+    /// transaction cannot be trusted past it.
+    fn fails_alone(e: &rusqlite::Error) -> bool {
+        super::error::sqlite_class(e) == super::ErrorClass::Bug
+    }
+
+    async fn savepoint(&mut self, sql: &'static str) -> rusqlite::Result<()> {
+        self.tx.execute_batch(sql)
+    }
 }
 
 impl SqliteTx<'_, '_> {

@@ -9,9 +9,11 @@
 //! pragmas) and nobody is answered before `COMMIT` returned.
 //!
 //! The worker's part runs inside a savepoint after the deliveries: if it fails for a reason
-//! of its own (a constraint, a rule of ours), it is rolled back and answered with the error
-//! while the deliveries still commit, so a bad completion cannot turn deliveries away. A
-//! failure of the database itself (full, I/O, read-only, interrupted) fails the batch.
+//! of its own (a constraint, a rule of ours), it is rolled back and done again op by op
+//! ([`apply::work_apart`]), so only the op at fault is answered with the error while the
+//! deliveries and the other results still commit: a bad completion cannot turn deliveries
+//! away, nor the results it shared a batch with. A failure of the database itself (full,
+//! I/O, read-only, interrupted) fails the batch.
 //!
 //! The connection is opened read-write without create (a file removed under the service is
 //! never made again, empty) and is thrown away after any failure, so no batch ever runs
@@ -157,43 +159,34 @@ fn write(conn: &mut Connection, ops: &[WriteOp]) -> Answer {
         super::now_ms(),
         &mut out,
     ))?;
-    let mut failed_work = None;
-    if ops.iter().any(apply::is_work) {
-        tx.execute_batch("SAVEPOINT work")?;
-        match futures::executor::block_on(apply::work(&mut statements, ops, &mut out)) {
-            Ok(()) => tx.execute_batch("RELEASE work")?,
-            Err(e) if is_database_failure(&e) => return Err(e),
-            Err(e) => {
-                tx.execute_batch("ROLLBACK TO work; RELEASE work")?;
-                tracing::error!(error = %e, "the worker's part of a batch failed and was rolled back; its deliveries still commit");
-                failed_work = Some(Arc::new(StoreError::Sqlite(e)));
-            }
-        }
+    let failed = futures::executor::block_on(apply::work_apart(&mut statements, ops, &mut out))?;
+    for (_, e) in &failed {
+        tracing::error!(error = %e, "a write of the worker's was refused and rolled back alone; the rest of its batch commits");
     }
     tx.commit()?;
-    Ok(apply::outcomes(ops, out, failed_work))
-}
-
-/// A failure of the database itself rather than of one statement: the transaction cannot be
-/// trusted past it. Anything else is a [bug](super::ErrorClass::Bug) of the statement alone.
-fn is_database_failure(e: &rusqlite::Error) -> bool {
-    super::error::sqlite_class(e) != super::ErrorClass::Bug
+    let failed = failed.into_iter().map(|(i, e)| (i, StoreError::Sqlite(e)));
+    Ok(apply::outcomes(out, failed.collect()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::batch::WriteOut;
-    use crate::store::test_ops::{bad_completion, event, failed_alone, migrated_sqlite_file};
+    use crate::store::test_ops::{
+        bad_completion, event, failed_alone, good_completion, migrated_sqlite_file,
+    };
     use crate::store::InsertOutcome;
 
     #[tokio::test]
     async fn a_failing_worker_part_is_rolled_back_while_the_deliveries_of_its_batch_commit() {
         let (_dir, path) = migrated_sqlite_file("w.db").await;
-        // The claimed event the completion finishes, held by the completion's token.
+        // The claimed events the completions finish, held by the completions' token.
         let writer = SqliteWriter::start(path.clone(), String::new()).unwrap();
         let setup = writer
-            .write(vec![event("evt_claimed")], Duration::from_secs(5))
+            .write(
+                vec![event("evt_claimed"), event("evt_good")],
+                Duration::from_secs(5),
+            )
             .await
             .unwrap();
         assert!(matches!(
@@ -202,18 +195,18 @@ mod tests {
         ));
         let conn = Connection::open(&path).unwrap();
         conn.execute(
-            "UPDATE events SET claim_token = 'wkr_test', lease_until = 9e15 WHERE id = 'evt_claimed'",
+            "UPDATE events SET claim_token = 'wkr_test', lease_until = 9e15 \
+             WHERE id IN ('evt_claimed', 'evt_good')",
             [],
         )
         .unwrap();
 
-        let out = writer
-            .write(
-                vec![event("evt_delivered"), bad_completion()],
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
+        let batch = vec![
+            event("evt_delivered"),
+            bad_completion(),
+            good_completion("evt_good"),
+        ];
+        let out = writer.write(batch, Duration::from_secs(5)).await.unwrap();
 
         failed_alone(&out, "recipient hashes");
         let stored: i64 = conn
@@ -224,17 +217,24 @@ mod tests {
             )
             .unwrap();
         assert_eq!(stored, 1, "the delivery committed");
-        let (state, notices): (String, i64) = conn
-            .query_row(
-                "SELECT state, (SELECT COUNT(*) FROM notices) FROM events WHERE id = 'evt_claimed'",
-                [],
+        let row = |id: &str| -> (String, i64) {
+            conn.query_row(
+                "SELECT state, (SELECT COUNT(*) FROM notices WHERE event_id = ?1) \
+                 FROM events WHERE id = ?1",
+                [id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .unwrap();
+            .unwrap()
+        };
         assert_eq!(
-            (state.as_str(), notices),
-            ("pending", 0),
+            row("evt_claimed"),
+            ("pending".to_string(), 0),
             "nothing of the completion was kept"
+        );
+        assert_eq!(
+            row("evt_good"),
+            ("done".to_string(), 1),
+            "the completion beside it was"
         );
     }
 

@@ -273,8 +273,21 @@ impl BatchTx for SqlxTx<'_> {
 
     fn refused(why: &'static str) -> sqlx::Error {
         // Not `Protocol`, which a broken connection also reports: the batch tells the two
-        // apart (see `postgres::fails_alone`).
+        // apart (see `fails_alone`).
         sqlx::Error::InvalidArgument(why.to_string())
+    }
+
+    /// A rule of ours, a row that does not decode, a data exception, a broken constraint,
+    /// bad SQL. Deadlocks, serialization failures, a lost connection, a full disk and the
+    /// like fail the whole batch.
+    fn fails_alone(e: &sqlx::Error) -> bool {
+        super::error::sqlx_class(e) == super::ErrorClass::Bug
+    }
+
+    async fn savepoint(&mut self, sql: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::Executor::execute(&mut *self.conn, sql)
+            .await
+            .map(drop)
     }
 }
 

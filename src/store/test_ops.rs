@@ -38,25 +38,30 @@ pub(super) async fn migrated_sqlite_file(name: &str) -> (tempfile::TempDir, std:
 /// The claimed event `evt_claimed` (token `wkr_test`) finished with a notice but without
 /// its recipient hash: refused, so nothing of it may be written.
 pub(super) fn bad_completion() -> WriteOp {
-    completion("s", Vec::new())
+    completion("evt_claimed", "s", Vec::new())
+}
+
+/// The claimed event `id` (token `wkr_test`) finished with one notice, as it should be.
+pub(super) fn good_completion(id: &str) -> WriteOp {
+    completion(id, "s", vec!["hash".to_string()])
 }
 
 /// The same event finished with its hash, but a subject PostgreSQL cannot store (a NUL
 /// character in text): the database refuses the notice after the event's row changed.
 #[cfg_attr(not(pg_tests), allow(dead_code))]
 pub(super) fn unstorable_completion() -> WriteOp {
-    completion("s\0", vec!["hash".to_string()])
+    completion("evt_claimed", "s\0", vec!["hash".to_string()])
 }
 
-fn completion(subject: &str, recipient_hashes: Vec<String>) -> WriteOp {
+fn completion(id: &str, subject: &str, recipient_hashes: Vec<String>) -> WriteOp {
     WriteOp::Complete(Claimed {
         token: "wkr_test".to_string(),
         now: 2,
         completion: Completion::EventDone {
-            id: "evt_claimed".to_string(),
+            id: id.to_string(),
             received_at: 1,
             notices: vec![NewNotice {
-                id: "ntc_1".to_string(),
+                id: format!("ntc_{id}"),
                 kind: "subscription_created",
                 event_type: "com.gigs.subscription.created".to_string(),
                 subscription_id: None,
@@ -72,8 +77,9 @@ fn completion(subject: &str, recipient_hashes: Vec<String>) -> WriteOp {
     })
 }
 
-/// The answers to `[event(…), a bad completion]`: the delivery stored, the completion
-/// failed on its own with an error naming `why`; that error is returned.
+/// The answers to `[event(…), a bad completion, a good completion]`: the delivery stored,
+/// the bad completion failed on its own with an error naming `why` (returned), the good one
+/// written.
 pub(super) fn failed_alone<'a>(out: &'a Outcomes, why: &str) -> &'a StoreError {
     assert!(matches!(
         out[0],
@@ -83,5 +89,10 @@ pub(super) fn failed_alone<'a>(out: &'a Outcomes, why: &str) -> &'a StoreError {
         .as_ref()
         .expect_err("the completion fails on its own");
     assert!(err.to_string().contains(why), "{err}");
+    assert!(
+        matches!(out[2], Ok(WriteOut::Completed(true))),
+        "the completion beside it is written: {:?}",
+        out[2]
+    );
     err
 }
