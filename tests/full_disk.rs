@@ -145,5 +145,9 @@ async fn a_really_full_disk_never_acknowledges_what_it_did_not_store() {
     let all: HashSet<String> = (0..n).map(|i| padded_event(i).0).collect();
     let missing: Vec<_> = all.difference(&stored).collect();
     assert!(missing.is_empty(), "never stored: {missing:?}");
+    // A full disk is an outage, not a refusal of anything's data: no work was set aside.
+    app.wait_idle().await;
+    let dead = app.store.dead_letters().await.unwrap();
+    assert!(dead.is_empty(), "dead-lettered by a full disk: {dead:?}");
     eprintln!("space back: all {n} stored");
 }

@@ -101,7 +101,7 @@ pub(super) fn outcomes(out: Answers, failed: Vec<(usize, StoreError)>) -> Outcom
         .map(|o| o.ok_or_else(|| Arc::new(StoreError::Closed)))
         .collect();
     for (i, e) in failed {
-        outcomes[i] = Err(Arc::new(e));
+        outcomes[i] = Err(Arc::new(StoreError::Refused(Box::new(e))));
     }
     outcomes
 }

@@ -33,14 +33,43 @@ pub enum StoreError {
     /// The shared failure of a group-committed batch, handed to each write in it.
     #[error(transparent)]
     Batch(Arc<StoreError>),
+    /// One write of the worker's that the database refused on its own: rolled back alone
+    /// while the rest of its batch committed.
+    #[error(transparent)]
+    Refused(Box<StoreError>),
 }
 
 impl StoreError {
-    /// The error behind a shared batch failure.
+    /// The error behind a shared batch failure or a refusal.
     pub fn root(&self) -> &StoreError {
         match self {
             Self::Batch(e) => e.root(),
+            Self::Refused(e) => e.root(),
             other => other,
+        }
+    }
+
+    /// A write refused alone for what it carries: a value the database cannot hold or a
+    /// rule it breaks (SQLSTATE 22 and 23, SQLite's constraints and type checks, the
+    /// store's own rules). Done again, it is refused again. Not a failure of its whole
+    /// batch, nor a schema or privilege problem (SQLSTATE 42, a missing column or type),
+    /// which an operator fixes and after which the same write succeeds.
+    pub fn is_refused_for_its_data(&self) -> bool {
+        match self {
+            Self::Batch(e) => e.is_refused_for_its_data(),
+            Self::Refused(e) => match e.root() {
+                Self::Sqlite(e) => sqlite_class(e) == ErrorClass::Bug,
+                Self::Database(sqlx::Error::Database(e)) => e
+                    .code()
+                    .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+                Self::Database(
+                    sqlx::Error::InvalidArgument(_)
+                    | sqlx::Error::Decode(_)
+                    | sqlx::Error::ColumnDecode { .. },
+                ) => true,
+                _ => false,
+            },
+            _ => false,
         }
     }
 }
@@ -168,6 +197,30 @@ mod tests {
             rusqlite::ffi::Error::new(code),
             None,
         ))
+    }
+
+    #[test]
+    fn only_a_write_refused_alone_for_its_data_is_its_own_fault() {
+        use rusqlite::ffi;
+        let refused = |e| StoreError::Refused(Box::new(e));
+        let shared = |e| StoreError::Batch(Arc::new(e));
+        let rule = || StoreError::Database(sqlx::Error::InvalidArgument("a rule".into()));
+        let schema = || StoreError::Database(sqlx::Error::ColumnNotFound("state".into()));
+        for (e, own) in [
+            (shared(refused(sqlite(ffi::SQLITE_CONSTRAINT))), true),
+            (refused(rule()), true),
+            (refused(schema()), false),
+            (refused(sqlite(ffi::SQLITE_FULL)), false),
+            // The same refusal, but of the whole batch: not this write's doing.
+            (shared(sqlite(ffi::SQLITE_CONSTRAINT)), false),
+            (rule(), false),
+        ] {
+            assert_eq!(e.is_refused_for_its_data(), own, "{e:?}");
+        }
+        assert_eq!(
+            refused(sqlite(ffi::SQLITE_CONSTRAINT)).class(),
+            ErrorClass::Bug
+        );
     }
 
     #[test]

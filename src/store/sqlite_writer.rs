@@ -201,14 +201,37 @@ mod tests {
         )
         .unwrap();
 
+        let claim = WriteOp::Claim(crate::store::batch::ClaimRequest {
+            token: "wkr_other".into(),
+            now: 2,
+            lease_until: 10,
+            events: 10,
+            notices: 10,
+            busy_recipients: Vec::new(),
+        });
         let batch = vec![
             event("evt_delivered"),
             bad_completion(),
             good_completion("evt_good"),
+            claim,
         ];
         let out = writer.write(batch, Duration::from_secs(5)).await.unwrap();
 
         failed_alone(&out, "recipient hashes");
+        // The claim ran twice (in the part, rolled back, then alone): it counts once.
+        let Ok(WriteOut::Claimed(claimed, _)) = &out[3] else {
+            panic!("the claim beside it is answered: {:?}", out[3]);
+        };
+        let ids: Vec<_> = claimed.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["evt_delivered"]);
+        let attempts: i64 = conn
+            .query_row(
+                "SELECT attempts FROM events WHERE id = 'evt_delivered'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(attempts, 1, "claimed once");
         let stored: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM events WHERE id = 'evt_delivered'",

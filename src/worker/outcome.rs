@@ -12,7 +12,7 @@ use crate::store::{now_ms, Completion, Queue};
 impl Worker {
     /// Record the end of claimed work, retrying briefly if the store is unreachable (an
     /// unrecorded result means the work is done again after its lease expires); a result
-    /// the store refuses (a [bug](crate::store::ErrorClass::Bug)) is not tried again.
+    /// the store refused alone for what it carries is not tried again.
     /// A notice's completion carries its send attempt, for the audit trail.
     pub(super) async fn record(
         &self,
@@ -25,7 +25,7 @@ impl Worker {
         loop {
             let (c, a) = (completion.clone(), attempt.clone());
             match me.store.complete_attempt(&me.token, c, a).await {
-                Err(e) if tries < 5 && e.class() != crate::store::ErrorClass::Bug => {
+                Err(e) if tries < 5 && !e.is_refused_for_its_data() => {
                     tracing::warn!(error = %e, "could not record a result; retrying");
                     tokio::time::sleep(wait).await;
                     wait *= 2;

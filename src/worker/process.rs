@@ -12,7 +12,7 @@ use crate::event::Decoded;
 use crate::handlers::{self, Context};
 use crate::notice::notice_id;
 use crate::retry::Attempt;
-use crate::store::{ClaimedEvent, Completion, ErrorClass, NewNotice, Queue};
+use crate::store::{ClaimedEvent, Completion, NewNotice, Queue};
 
 impl Worker {
     pub(super) async fn process_event(&self, ev: ClaimedEvent) {
@@ -102,13 +102,13 @@ impl Worker {
             Ok(false) => {
                 tracing::warn!("lease lost before the event was finished; another worker has it")
             }
-            Err(e) if e.class() == ErrorClass::Bug => {
-                // Refused, not failed: done again it would be refused again, each time its
-                // lease ran out, never counted as an attempt. Set aside for an operator,
-                // who retries it (`dead-letters retry`) once the cause is fixed.
+            Err(e) if e.is_refused_for_its_data() => {
+                // Refused for what it carries, not failed: done again it would be refused
+                // again, each time its lease ran out, never counted as an attempt. Set
+                // aside for an operator, who retries it (`dead-letters retry`) once the
+                // cause is fixed.
                 tracing::error!(error = %e, "the store refused the processed event's result; dead-lettering it");
-                let reason =
-                    "the store refused the processed event's notices (see the service log)";
+                let reason = "the store refused the processed event's result (see the service log)";
                 self.give_up(Queue::Events, &ev.id, reason, None).await;
             }
             Err(e) => {
