@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -60,12 +60,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The ingress route: every refusal of a delivery is counted, by reason.
-async fn receive(
-    state: State<Arc<AppState>>,
-    headers: HeaderMap,
-    request: Request,
-) -> Result<Response, ApiError> {
-    ingest(state, headers, request).await.inspect_err(|e| {
+async fn receive(state: State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
+    ingest(state, request).await.inspect_err(|e| {
         metrics::counter!("gigs_notifier_events_received_total", "event_type" => "unknown", "outcome" => "rejected", "reason" => e.code())
             .increment(1);
     })
@@ -79,10 +75,11 @@ async fn receive(
 /// fields for the JSON log format).
 async fn ingest(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    request: Request,
+    mut request: Request,
 ) -> Result<Response, ApiError> {
     let received = std::time::Instant::now();
+    // Taken out of the request rather than extracted, which would copy the whole map.
+    let headers = std::mem::take(request.headers_mut());
     // One deadline for the whole body, not per chunk: a sender trickling a byte at a time
     // would otherwise keep its connection busy, and so safe from eviction, indefinitely.
     let body = tokio::time::timeout(state.body_timeout, Bytes::from_request(request, &()))
