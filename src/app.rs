@@ -28,7 +28,7 @@ pub struct Application {
     worker: Worker,
     store: Store,
     settings: Settings,
-    /// Cancelled when the drain begins: `/readyz` fails from then on.
+    /// Set when the drain begins: `/readyz` fails from then on.
     draining: crate::shutdown::Draining,
 }
 

@@ -170,7 +170,10 @@ pub(super) async fn work_apart<T: BatchTx>(
     tx: &mut T,
     ops: &[WriteOp],
     out: &mut Answers,
-) -> Result<Vec<(usize, T::Error)>, T::Error> {
+) -> Result<Vec<(usize, T::Error)>, T::Error>
+where
+    T::Error: std::fmt::Display,
+{
     if !ops.iter().any(is_work) {
         return Ok(Vec::new());
     }
@@ -191,6 +194,7 @@ pub(super) async fn work_apart<T: BatchTx>(
             Ok(()) => out[i] = one.pop().flatten(),
             Err(e) if T::fails_alone(&e) => {
                 tx.savepoint("ROLLBACK TO SAVEPOINT one").await?;
+                tracing::error!(error = %e, "a write of the worker's was refused and rolled back alone; the rest of its batch commits");
                 out[i] = None;
                 failed.push((i, e));
             }

@@ -70,9 +70,6 @@ async fn commit_once(conn: &mut AnyConnection, ops: &[WriteOp]) -> Result<Outcom
     )
     .await?;
     let failed = apply::work_apart(&mut SqlxTx { conn: &mut tx }, ops, &mut out).await?;
-    for (_, e) in &failed {
-        tracing::error!(error = %e, "a write of the worker's was refused and rolled back alone; the rest of its batch commits");
-    }
     tx.commit().await?;
     let failed = failed
         .into_iter()

@@ -160,9 +160,6 @@ fn write(conn: &mut Connection, ops: &[WriteOp]) -> Answer {
         &mut out,
     ))?;
     let failed = futures::executor::block_on(apply::work_apart(&mut statements, ops, &mut out))?;
-    for (_, e) in &failed {
-        tracing::error!(error = %e, "a write of the worker's was refused and rolled back alone; the rest of its batch commits");
-    }
     tx.commit()?;
     let failed = failed.into_iter().map(|(i, e)| (i, StoreError::Sqlite(e)));
     Ok(apply::outcomes(out, failed.collect()))

@@ -109,12 +109,12 @@ async fn ingest(
         // A type we do not handle is the sender's text: logged only if it looks like a type.
         let event_type = crate::telemetry::loggable(&envelope.event_type, 100);
         tracing::info!(event_id, %event_type, "event type not handled; acknowledged and ignored");
-        return Ok(answer(StatusCode::OK, "ignored", envelope.id.as_str()));
+        return Ok(answer(StatusCode::OK, "ignored", event_id));
     }
     let payload = String::from_utf8(Vec::from(body))
         .map_err(|_| EnvelopeError::NotJson("body is not UTF-8".into()))?;
     let insert = state.store.insert_event(NewEvent {
-        id: envelope.id.as_str().to_string(),
+        id: event_id.to_string(),
         event_type: envelope.event_type.clone(),
         payload,
         received_at: now_ms(),
@@ -142,7 +142,7 @@ async fn ingest(
             state.wake.notify_one();
             count(event_type, "accepted");
             tracing::debug!(event_id, event_type, "event stored");
-            answer(StatusCode::ACCEPTED, "accepted", envelope.id.as_str())
+            answer(StatusCode::ACCEPTED, "accepted", event_id)
         }
         InsertOutcome::Duplicate => {
             count(event_type, "duplicate");
@@ -151,7 +151,7 @@ async fn ingest(
                 event_type,
                 "event already stored; duplicate delivery acknowledged"
             );
-            answer(StatusCode::OK, "duplicate", envelope.id.as_str())
+            answer(StatusCode::OK, "duplicate", event_id)
         }
     })
 }
