@@ -29,9 +29,11 @@ pub async fn stored_ids(path: &std::path::Path) -> HashSet<String> {
     ids.into_iter().collect()
 }
 
+const ID_PREFIX: &str = "evt_fault";
+
 /// An event of about 6 KiB (a large, personal-looking field pads it), with its own id.
 pub fn padded_event(i: usize) -> (String, String) {
-    let id = format!("evt_fault{i:06}");
+    let id = format!("{ID_PREFIX}{i:06}");
     let mut v: Value = serde_json::from_str(&fixture("subscription.created.json")).unwrap();
     v["id"] = Value::String(id.clone());
     v["data"]["notes"] = Value::String(format!("{i:x}").repeat(1500));
@@ -45,4 +47,34 @@ pub async fn deliver_all(app: &TestApp, range: std::ops::Range<usize>) -> Vec<(S
         .buffer_unordered(8)
         .collect()
         .await
+}
+
+/// The number `i` of the [`padded_event`] with id `id`.
+pub fn padded_number(id: &str) -> usize {
+    id.strip_prefix(ID_PREFIX).unwrap().parse().unwrap()
+}
+
+/// The answers of [`deliver_all`] split into the ids acknowledged (2xx) and those refused
+/// with 503; any other answer fails the test, as it would break the one promise.
+pub fn acked_or_refused(answers: &[(String, u16)]) -> (HashSet<String>, Vec<String>) {
+    let acked: HashSet<String> = answers
+        .iter()
+        .filter(|(_, s)| (200..300).contains(s))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let refused: Vec<String> = answers
+        .iter()
+        .filter(|(_, s)| *s == 503)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(
+        acked.len() + refused.len(),
+        answers.len(),
+        "every delivery is either stored (2xx) or refused with 503: {:?}",
+        answers
+            .iter()
+            .filter(|(_, s)| *s != 503 && !(200..300).contains(s))
+            .collect::<Vec<_>>()
+    );
+    (acked, refused)
 }
