@@ -6,17 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::http::{HeaderName, Request};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
 use crate::gigs::GigsClient;
 use crate::mail::MailClient;
 use crate::outbound::http_client;
+use crate::request_context::RequestContextLayer;
 use crate::store::Store;
 use crate::webhook::{self, AppState, Verifier};
 use crate::worker::{run_purger, Worker};
@@ -70,31 +68,15 @@ impl Application {
             store: store.clone(),
             wake,
             metrics: crate::telemetry::metrics_handle(),
+            // After the recorder is installed (metrics_handle), so the handles count.
+            counters: Arc::new(webhook::IngressMetrics::register()),
             body_limit: settings.body_limit_bytes,
             body_timeout: settings.body_read_timeout,
             draining: draining.clone(),
         };
-        let request_id = HeaderName::from_static("x-request-id");
         let router = webhook::router(state.clone())
             .merge(crate::admin::router(state, &settings))
-            .layer(axum::middleware::from_fn_with_state(
-                draining.clone(),
-                crate::shutdown::close_connections_while_draining,
-            ))
-            .layer(PropagateRequestIdLayer::new(request_id.clone()))
-            .layer(
-                TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                    // The client may send its own id: logged only if it looks like one.
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .map(|v| crate::telemetry::loggable(v.to_str().unwrap_or("\u{fffd}"), 64).into_owned())
-                        .unwrap_or_default();
-                    let path = crate::telemetry::loggable(req.uri().path(), 128);
-                    tracing::info_span!("request", method = %req.method(), path = %path, request_id = %id)
-                }),
-            )
-            .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid));
+            .layer(RequestContextLayer::new(draining.clone()));
         Self {
             listener,
             router,

@@ -17,6 +17,7 @@ pub mod mask;
 pub mod notice;
 pub mod outbound;
 pub mod replay;
+pub mod request_context;
 pub mod retry;
 pub mod server;
 pub mod shutdown;

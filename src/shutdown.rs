@@ -15,10 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Version};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{header, HeaderMap, HeaderValue};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -76,6 +73,17 @@ impl Draining {
     pub fn is_draining(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
+
+    /// While draining, ask an HTTP/1.1 client to close its connection after this answer, so
+    /// a client with a kept-alive connection (a proxy's pool, an ingress) reconnects, and
+    /// lands on a replica that stays. Called for HTTP/1.x answers only
+    /// ([`crate::request_context`]): HTTP/2 has no such header; its connections get GOAWAY
+    /// when the listener closes.
+    pub fn ask_to_close(&self, headers: &mut HeaderMap) {
+        if self.is_draining() {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
 }
 
 /// Resolves when the listener should close: `begin`, then marks `draining` and waits
@@ -100,25 +108,6 @@ pub async fn drain_then_stop(
         () = tokio::time::sleep(drain) => {}
         () = hurry => tracing::info!("second signal: drain cut short"),
     }
-}
-
-/// While draining, ask HTTP/1.1 clients to close their connection after this answer, so a
-/// client with a kept-alive connection (a proxy's pool, an ingress) reconnects, and lands on
-/// a replica that stays. HTTP/2 has no such header; its connections get GOAWAY when the
-/// listener closes.
-pub async fn close_connections_while_draining(
-    State(draining): State<Draining>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let http1 = request.version() <= Version::HTTP_11;
-    let mut response = next.run(request).await;
-    if http1 && draining.is_draining() {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! HTTP: the Gigs ingress, health, readiness and metrics. Refusals are [`ApiError`]s.
 
+mod counters;
 pub mod signature;
 
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use tokio::sync::Notify;
 use crate::event::{Envelope, EnvelopeError};
 pub use crate::http_error::ApiError;
 use crate::store::{now_ms, InsertOutcome, NewEvent, Store};
+pub use counters::IngressMetrics;
+use counters::{type_label, Outcome};
 pub use signature::{sign, SignatureError, Verifier, WebhookSecret};
 
 /// Longest the ingress waits for the store before answering 503.
@@ -31,6 +34,8 @@ pub struct AppState {
     /// Wakes the worker when a new event is stored.
     pub wake: Arc<Notify>,
     pub metrics: PrometheusHandle,
+    /// The ingress's own counters, registered once.
+    pub counters: Arc<IngressMetrics>,
     pub body_limit: usize,
     /// How long a sender may take to deliver the whole body.
     pub body_timeout: Duration,
@@ -103,9 +108,10 @@ async fn ingest(
         tracing::warn!(reason = e.code(), "body refused");
     })?;
     let event_id = envelope.id.as_str();
-    let event_type = metric_type(&envelope.event_type);
+    let event_type = type_label(envelope.handled, &envelope.event_type);
+    let counters = &state.counters;
     if envelope.handled.is_none() {
-        count(event_type, "ignored");
+        counters.count(envelope.handled, &envelope.event_type, Outcome::Ignored);
         // A type we do not handle is the sender's text: logged only if it looks like a type.
         let event_type = crate::telemetry::loggable(&envelope.event_type, 100);
         tracing::info!(event_id, %event_type, "event type not handled; acknowledged and ignored");
@@ -136,16 +142,16 @@ async fn ingest(
             return Err(ApiError::StoreUnavailable);
         }
     };
-    metrics::histogram!("gigs_notifier_ingest_seconds").record(received.elapsed().as_secs_f64());
+    counters.ingested_in(received.elapsed().as_secs_f64());
     Ok(match outcome {
         InsertOutcome::Stored => {
             state.wake.notify_one();
-            count(event_type, "accepted");
+            counters.count(envelope.handled, &envelope.event_type, Outcome::Accepted);
             tracing::debug!(event_id, event_type, "event stored");
             answer(StatusCode::ACCEPTED, "accepted", event_id)
         }
         InsertOutcome::Duplicate => {
-            count(event_type, "duplicate");
+            counters.count(envelope.handled, &envelope.event_type, Outcome::Duplicate);
             tracing::debug!(
                 event_id,
                 event_type,
@@ -171,23 +177,6 @@ fn answer(status: StatusCode, outcome: &'static str, id: &str) -> Response {
         }),
     )
         .into_response()
-}
-
-/// Event types as a metrics label: ours verbatim, anything else folded to keep the label
-/// set bounded.
-fn metric_type(t: &str) -> &'static str {
-    crate::event::HandledType::from_type_name(t)
-        .map(|h| h.type_name())
-        .unwrap_or(if t.starts_with("com.gigs.") {
-            "other_gigs"
-        } else {
-            "other"
-        })
-}
-
-fn count(event_type: &'static str, outcome: &'static str) {
-    metrics::counter!("gigs_notifier_events_received_total", "event_type" => event_type, "outcome" => outcome, "reason" => "")
-        .increment(1);
 }
 
 /// Ready only while a delivery could be stored (see [`Store::readiness`]) and the service
