@@ -4,6 +4,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -20,9 +24,115 @@ pub fn init_logging(format: LogFormat) {
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(true)
+            .fmt_fields(JsonSpanFields)
             .try_init(),
         LogFormat::Pretty => builder.pretty().try_init(),
     };
+}
+
+/// Span fields as a JSON object written straight into the span's buffer. tracing-subscriber's
+/// `JsonFields` builds a map of `serde_json::Value`s for every span it formats, which for
+/// the span each request opens ([`crate::request_context`]) was most of that span's cost;
+/// the object is the same (read back by the JSON format when a line is logged in the span).
+pub struct JsonSpanFields;
+
+impl<'w> FormatFields<'w> for JsonSpanFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut object = JsonObject::default();
+        fields.record(&mut object);
+        writer.write_str(&object.finish()?)
+    }
+
+    /// Fields recorded later: merged into the object (a rare path; not taken per request).
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> std::fmt::Result {
+        let mut added = JsonObject::default();
+        fields.record(&mut added);
+        let added = added.finish()?;
+        if current.fields.is_empty() {
+            current.fields = added;
+            return Ok(());
+        }
+        let parse = |text: &str| {
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                .map_err(|_| std::fmt::Error)
+        };
+        let mut merged = parse(&current.fields)?;
+        merged.extend(parse(&added)?);
+        current.fields = serde_json::to_string(&merged).map_err(|_| std::fmt::Error)?;
+        Ok(())
+    }
+}
+
+/// A JSON object written field by field, as `JsonFields` would write each field's value.
+#[derive(Default)]
+struct JsonObject {
+    out: Vec<u8>,
+    failed: bool,
+}
+
+impl JsonObject {
+    fn key(&mut self, field: &Field) {
+        self.out.push(if self.out.is_empty() { b'{' } else { b',' });
+        let name = field.name();
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        self.value(name);
+        self.out.push(b':');
+    }
+
+    fn value<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
+        self.failed |= serde_json::to_writer(&mut self.out, value).is_err();
+    }
+
+    fn finish(mut self) -> Result<String, std::fmt::Error> {
+        if self.out.is_empty() {
+            self.out.push(b'{');
+        }
+        self.out.push(b'}');
+        match self.failed {
+            false => String::from_utf8(self.out).map_err(|_| std::fmt::Error),
+            true => Err(std::fmt::Error),
+        }
+    }
+}
+
+impl Visit for JsonObject {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.key(field);
+        self.value(&format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        self.value(value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        self.value(&value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        self.value(&value);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        self.value(&value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        self.value(&value);
+    }
 }
 
 /// A value the client chose (a request id, an event type we do not handle), fit for a log
@@ -120,5 +230,81 @@ mod loggable_tests {
             loggable("jerry@example.com", 64),
             loggable("jerry@example.com", 64)
         );
+    }
+}
+
+#[cfg(test)]
+mod span_fields_tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::format::JsonFields;
+
+    use super::JsonSpanFields;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The JSON line logged inside a span with many kinds of field (one recorded later),
+    /// with the span fields formatted by `F`.
+    fn line_with<F>(fields: F) -> serde_json::Value
+    where
+        F: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
+    {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .fmt_fields(fields)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let odd = "quote \" back\\slash\nnew line \u{1} é";
+            let span = tracing::info_span!(
+                "request",
+                method = %"POST",
+                path = odd,
+                r#type = "raw identifier",
+                n = -3i64,
+                u = 7u64,
+                f = 1.5f64,
+                yes = true,
+                dbg = ?vec![1, 2],
+                later = tracing::field::Empty,
+            );
+            span.record("later", "recorded");
+            span.record("u", 8u64);
+            span.in_scope(|| tracing::info!("inside"));
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        serde_json::from_str(text.trim()).unwrap()
+    }
+
+    #[test]
+    fn span_fields_read_back_as_json_fields_would_write_them() {
+        let ours = line_with(JsonSpanFields);
+        let theirs = line_with(JsonFields::new());
+        assert_eq!(ours["spans"], theirs["spans"]);
+        let span = &ours["spans"][0];
+        assert_eq!(span["path"], "quote \" back\\slash\nnew line \u{1} é");
+        assert_eq!(span["type"], "raw identifier");
+        assert_eq!(
+            (span["n"].as_i64(), span["u"].as_u64()),
+            (Some(-3), Some(8))
+        );
+        assert_eq!(span["later"], "recorded");
+        assert_eq!(span["dbg"], "[1, 2]");
     }
 }
