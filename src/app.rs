@@ -68,7 +68,6 @@ impl Application {
             store: store.clone(),
             wake,
             metrics: crate::telemetry::metrics_handle(),
-            // After the recorder is installed (metrics_handle), so the handles count.
             counters: Arc::new(webhook::IngressMetrics::register()),
             body_limit: settings.body_limit_bytes,
             body_timeout: settings.body_read_timeout,

@@ -5,7 +5,9 @@
 //! - a `request` span (method, path, request id) that every line logged while answering
 //!   carries; client-chosen values in it only when short and plain ([`loggable`]);
 //! - `Connection: close` on HTTP/1.x answers while the service drains ([`Draining`]);
-//! - a line for every answer: `error` "response failed" for a 5xx, `debug` otherwise.
+//! - the lines tower-http's trace layer wrote, with its targets and fields, so log queries and
+//!   `RUST_LOG` directives that name them still work: `debug` "started processing request"
+//!   and "finished processing request", `error` "response failed" for a 5xx.
 //!
 //! Written by hand in place of tower-http's `SetRequestId`, `TraceLayer` and
 //! `PropagateRequestId` and an axum `from_fn` middleware, which did the same four jobs as
@@ -84,9 +86,12 @@ where
         let span = span_for(&request, &id);
         // HTTP/2 has no `Connection` header; its connections get GOAWAY at the stop.
         let http1 = request.version() <= Version::HTTP_11;
-        // Handlers do their work when polled, inside the span; `call` only routes.
+        let inner = span.in_scope(|| {
+            tracing::debug!(target: "tower_http::trace::on_request", "started processing request");
+            self.inner.call(request)
+        });
         ResponseFuture {
-            inner: self.inner.call(request).instrument(span),
+            inner: inner.instrument(span),
             id: Some(id),
             draining: http1.then(|| self.draining.clone()),
             started,
@@ -127,15 +132,33 @@ where
         if let Some(draining) = this.draining.as_ref() {
             draining.ask_to_close(headers);
         }
-        let status = response.status().as_u16();
-        let latency_ms = this.started.elapsed().as_millis() as u64;
+        let status = response.status();
+        let latency = Millis(this.started.elapsed());
         let _in = this.inner.span().enter();
-        if response.status().is_server_error() {
-            tracing::error!(status, latency_ms, "response failed");
-        } else {
-            tracing::debug!(status, latency_ms, "finished processing request");
+        tracing::debug!(
+            target: "tower_http::trace::on_response",
+            %latency,
+            status = i32::from(status.as_u16()),
+            "finished processing request"
+        );
+        if status.is_server_error() {
+            tracing::error!(
+                target: "tower_http::trace::on_failure",
+                classification = %format_args!("Status code: {status}"),
+                %latency,
+                "response failed"
+            );
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+/// A latency as tower-http logged it: "12 ms".
+struct Millis(std::time::Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ms", self.0.as_millis())
     }
 }
 
@@ -291,6 +314,7 @@ mod tests {
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(true)
+            .fmt_fields(crate::telemetry::JsonSpanFields)
             .with_writer(move || log.clone())
             .finish();
         tracing::subscriber::set_default(subscriber)
@@ -337,8 +361,14 @@ mod tests {
             ok.headers()[&REQUEST_ID].to_str().unwrap()
         );
         let failed = &lines[2];
+        // As tower-http's trace layer wrote it.
         assert_eq!(failed["level"], "ERROR");
-        assert_eq!(failed["status"], 503);
+        assert_eq!(failed["target"], "tower_http::trace::on_failure");
+        assert_eq!(
+            failed["classification"],
+            "Status code: 503 Service Unavailable"
+        );
+        assert!(failed["latency"].as_str().unwrap().ends_with(" ms"));
         let logged_id = failed["spans"][0]["request_id"].as_str().unwrap();
         assert!(
             logged_id.starts_with("sha256:"),

@@ -44,7 +44,7 @@ impl<'w> FormatFields<'w> for JsonSpanFields {
     ) -> std::fmt::Result {
         let mut object = JsonObject::default();
         fields.record(&mut object);
-        writer.write_str(&object.finish()?)
+        writer.write_str(&object.finish())
     }
 
     /// Fields recorded later: merged into the object (a rare path; not taken per request).
@@ -55,7 +55,7 @@ impl<'w> FormatFields<'w> for JsonSpanFields {
     ) -> std::fmt::Result {
         let mut added = JsonObject::default();
         fields.record(&mut added);
-        let added = added.finish()?;
+        let added = added.finish();
         if current.fields.is_empty() {
             current.fields = added;
             return Ok(());
@@ -81,9 +81,7 @@ struct JsonObject {
 impl JsonObject {
     fn key(&mut self, field: &Field) {
         self.out.push(if self.out.is_empty() { b'{' } else { b',' });
-        let name = field.name();
-        let name = name.strip_prefix("r#").unwrap_or(name);
-        self.value(name);
+        self.value(field.name());
         self.out.push(b':');
     }
 
@@ -91,14 +89,16 @@ impl JsonObject {
         self.failed |= serde_json::to_writer(&mut self.out, value).is_err();
     }
 
-    fn finish(mut self) -> Result<String, std::fmt::Error> {
+    /// The object; `{}` should writing ever fail (it cannot for these values): a span
+    /// without its fields would make every line logged in it panic in the JSON format.
+    fn finish(mut self) -> String {
         if self.out.is_empty() {
             self.out.push(b'{');
         }
         self.out.push(b'}');
         match self.failed {
-            false => String::from_utf8(self.out).map_err(|_| std::fmt::Error),
-            true => Err(std::fmt::Error),
+            false => String::from_utf8(self.out).unwrap_or_else(|_| "{}".into()),
+            true => "{}".into(),
         }
     }
 }
@@ -132,6 +132,12 @@ impl Visit for JsonObject {
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.key(field);
         self.value(&value);
+    }
+
+    /// As `JsonFields` writes bytes: an array of numbers.
+    fn record_bytes(&mut self, field: &Field, value: &[u8]) {
+        self.key(field);
+        self.value(value);
     }
 }
 
@@ -280,6 +286,8 @@ mod span_fields_tests {
                 n = -3i64,
                 u = 7u64,
                 f = 1.5f64,
+                nan = f64::NAN,
+                bytes = &b"ab\x00"[..],
                 yes = true,
                 dbg = ?vec![1, 2],
                 later = tracing::field::Empty,
@@ -306,5 +314,7 @@ mod span_fields_tests {
         );
         assert_eq!(span["later"], "recorded");
         assert_eq!(span["dbg"], "[1, 2]");
+        assert_eq!(span["nan"], serde_json::Value::Null);
+        assert_eq!(span["bytes"], serde_json::json!([97, 98, 0]));
     }
 }

@@ -41,8 +41,11 @@ pub struct IngressMetrics {
 }
 
 impl IngressMetrics {
-    /// Register every handle with the global recorder (install it first).
+    /// Register every handle with the process's recorder, installing it first if need be
+    /// (a handle taken before would count nothing, for good). Every series is then in
+    /// `/metrics` from start-up, at 0 until its first delivery.
     pub fn register() -> Self {
+        crate::telemetry::metrics_handle();
         let labels = HandledType::ALL
             .iter()
             .map(|t| t.type_name())
