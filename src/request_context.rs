@@ -179,13 +179,14 @@ fn span_for<B>(request: &Request<B>, id: &HeaderValue) -> tracing::Span {
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
-    use std::sync::{Arc, Mutex};
 
     use axum::body::Body;
     use axum::http::{header, StatusCode};
     use tower::ServiceExt as _;
 
     use super::*;
+    use crate::telemetry::captured::CapturedLog;
+    use crate::telemetry::JsonSpanFields;
 
     /// A handler that logs a line, then answers `status` with the request id it saw in
     /// the header `seen`.
@@ -283,47 +284,10 @@ mod tests {
         assert!(!response.headers().contains_key(header::CONNECTION));
     }
 
-    /// A JSON log, as `serve` writes it, captured for the current thread.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Captured {
-        fn lines(&self) -> Vec<serde_json::Value> {
-            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-            text.lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect()
-        }
-    }
-
-    fn json_log(log: &Captured) -> tracing::subscriber::DefaultGuard {
-        let log = log.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter("info")
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
-            .fmt_fields(crate::telemetry::JsonSpanFields)
-            .with_writer(move || log.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
     #[tokio::test]
     async fn lines_logged_while_answering_carry_the_request_span_and_a_5xx_is_logged() {
-        let log = Captured::default();
-        let _guard = json_log(&log);
+        let log = CapturedLog::default();
+        let _guard = tracing::subscriber::set_default(log.subscriber(JsonSpanFields));
         let draining = Draining::default();
         let ok = answer(
             &draining,

@@ -239,18 +239,15 @@ mod loggable_tests {
     }
 }
 
+/// A JSON log as `serve` writes it, kept in memory: for tests of what is logged.
 #[cfg(test)]
-mod span_fields_tests {
+pub(crate) mod captured {
     use std::sync::{Arc, Mutex};
 
-    use tracing_subscriber::fmt::format::JsonFields;
-
-    use super::JsonSpanFields;
-
     #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct CapturedLog(Arc<Mutex<Vec<u8>>>);
 
-    impl std::io::Write for Buffer {
+    impl std::io::Write for CapturedLog {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
             Ok(buf.len())
@@ -260,22 +257,50 @@ mod span_fields_tests {
         }
     }
 
+    impl CapturedLog {
+        /// Every line so far, each parsed as JSON.
+        pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+
+        /// A subscriber that writes here as `serve`'s JSON format does (events flattened,
+        /// the span list), at `info`, with span fields formatted by `fields`.
+        pub(crate) fn subscriber<F>(&self, fields: F) -> impl tracing::Subscriber + Send + Sync
+        where
+            F: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
+        {
+            let log = self.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter("info")
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(true)
+                .fmt_fields(fields)
+                .with_writer(move || log.clone())
+                .finish()
+        }
+    }
+}
+
+#[cfg(test)]
+mod span_fields_tests {
+    use tracing_subscriber::fmt::format::JsonFields;
+
+    use super::captured::CapturedLog;
+    use super::JsonSpanFields;
+
     /// The JSON line logged inside a span with many kinds of field (one recorded later),
     /// with the span fields formatted by `F`.
     fn line_with<F>(fields: F) -> serde_json::Value
     where
         F: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
     {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
-            .fmt_fields(fields)
-            .with_writer(move || writer.clone())
-            .finish();
+        let log = CapturedLog::default();
+        let subscriber = log.subscriber(fields);
         tracing::subscriber::with_default(subscriber, || {
             let odd = "quote \" back\\slash\nnew line \u{1} é";
             let span = tracing::info_span!(
@@ -296,8 +321,9 @@ mod span_fields_tests {
             span.record("u", 8u64);
             span.in_scope(|| tracing::info!("inside"));
         });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        serde_json::from_str(text.trim()).unwrap()
+        let mut lines = log.lines();
+        assert_eq!(lines.len(), 1);
+        lines.remove(0)
     }
 
     #[test]
