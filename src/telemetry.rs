@@ -8,6 +8,7 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FormatFields, FormattedFields};
+use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -15,19 +16,38 @@ use crate::config::LogFormat;
 /// Install the global tracing subscriber (`RUST_LOG` filter, default `info`).
 pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
-            .fmt_fields(JsonSpanFields)
+        LogFormat::Json => json_subscriber(filter, JsonSpanFields, std::io::stderr).try_init(),
+        LogFormat::Pretty => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .pretty()
+            .finish()
             .try_init(),
-        LogFormat::Pretty => builder.pretty().try_init(),
     };
+}
+
+/// The JSON log: one object a line, the event's fields at the top level, the spans it was
+/// logged in as a list; span fields formatted by `fields` ([`JsonSpanFields`] in `serve`).
+/// Tests of what is logged use it too, with a writer of their own.
+pub(crate) fn json_subscriber<N, W>(
+    filter: EnvFilter,
+    fields: N,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(true)
+        .fmt_fields(fields)
+        .finish()
 }
 
 /// Span fields as a JSON object written straight into the span's buffer. tracing-subscriber's
@@ -79,13 +99,15 @@ struct JsonObject {
 }
 
 impl JsonObject {
-    fn key(&mut self, field: &Field) {
+    /// `"name":value`, after a `{` or a `,`.
+    fn field<T: serde::Serialize + ?Sized>(&mut self, field: &Field, value: &T) {
         self.out.push(if self.out.is_empty() { b'{' } else { b',' });
-        self.value(field.name());
+        self.write(field.name());
         self.out.push(b':');
+        self.write(value);
     }
 
-    fn value<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
+    fn write<T: serde::Serialize + ?Sized>(&mut self, value: &T) {
         self.failed |= serde_json::to_writer(&mut self.out, value).is_err();
     }
 
@@ -105,39 +127,32 @@ impl JsonObject {
 
 impl Visit for JsonObject {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.key(field);
-        self.value(&format!("{value:?}"));
+        self.field(field, &format!("{value:?}"));
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.key(field);
-        self.value(value);
+        self.field(field, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.key(field);
-        self.value(&value);
+        self.field(field, &value);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.key(field);
-        self.value(&value);
+        self.field(field, &value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.key(field);
-        self.value(&value);
+        self.field(field, &value);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.key(field);
-        self.value(&value);
+        self.field(field, &value);
     }
 
     /// As `JsonFields` writes bytes: an array of numbers.
     fn record_bytes(&mut self, field: &Field, value: &[u8]) {
-        self.key(field);
-        self.value(value);
+        self.field(field, value);
     }
 }
 
@@ -266,22 +281,14 @@ pub(crate) mod captured {
                 .collect()
         }
 
-        /// A subscriber that writes here as `serve`'s JSON format does (events flattened,
-        /// the span list), at `info`, with span fields formatted by `fields`.
+        /// A subscriber that writes here as `serve`'s JSON log does ([`super::json_subscriber`]),
+        /// at `info`, with span fields formatted by `fields`.
         pub(crate) fn subscriber<F>(&self, fields: F) -> impl tracing::Subscriber + Send + Sync
         where
             F: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
         {
             let log = self.clone();
-            tracing_subscriber::fmt()
-                .with_env_filter("info")
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(true)
-                .fmt_fields(fields)
-                .with_writer(move || log.clone())
-                .finish()
+            super::json_subscriber(super::EnvFilter::new("info"), fields, move || log.clone())
         }
     }
 }
