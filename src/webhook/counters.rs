@@ -26,16 +26,43 @@ impl Outcome {
     }
 }
 
-/// Type labels beside the handled types: anything else is folded, to keep the label set
-/// bounded.
-const OTHER_GIGS: &str = "other_gigs";
-const OTHER: &str = "other";
+/// An event type as a label of logs and metrics: ours verbatim, anything else folded to
+/// `other_gigs` or `other`, to keep the label set bounded. Also the row of its counters:
+/// the handled types in [`HandledType::ALL`] order, then `other_gigs`, then `other`.
+#[derive(Debug, Clone, Copy)]
+pub struct TypeLabel(usize);
 
-/// `gigs_notifier_events_received_total` for each event-type label and outcome, and
+impl TypeLabel {
+    const OTHER_GIGS: usize = HandledType::ALL.len();
+    const OTHER: usize = HandledType::ALL.len() + 1;
+    const COUNT: usize = HandledType::ALL.len() + 2;
+
+    /// The label of `event_type` (the sender's text), whose `handled` type is known.
+    pub fn of(handled: Option<HandledType>, event_type: &str) -> Self {
+        Self(match handled {
+            // Every handled type is in ALL (tested); were one not, it is still a Gigs type.
+            Some(h) => HandledType::ALL
+                .iter()
+                .position(|t| *t == h)
+                .unwrap_or(Self::OTHER_GIGS),
+            None if event_type.starts_with("com.gigs.") => Self::OTHER_GIGS,
+            None => Self::OTHER,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Self::OTHER_GIGS => "other_gigs",
+            Self::OTHER => "other",
+            row => HandledType::ALL[row].type_name(),
+        }
+    }
+}
+
+/// `gigs_notifier_events_received_total` for each [`TypeLabel`] and outcome, and
 /// `gigs_notifier_ingest_seconds`.
 pub struct IngressMetrics {
-    /// In [`HandledType::ALL`] order, then `other_gigs`, then `other`; outcomes in
-    /// [`Outcome::ALL`] order.
+    /// By [`TypeLabel`] row, then in [`Outcome::ALL`] order.
     received: Vec<[Counter; 3]>,
     ingest_seconds: Histogram,
 }
@@ -46,12 +73,9 @@ impl IngressMetrics {
     /// `/metrics` from start-up, at 0 until its first delivery.
     pub fn register() -> Self {
         crate::telemetry::metrics_handle();
-        let labels = HandledType::ALL
-            .iter()
-            .map(|t| t.type_name())
-            .chain([OTHER_GIGS, OTHER]);
-        let received = labels
-            .map(|event_type| {
+        let received = (0..TypeLabel::COUNT)
+            .map(|row| {
+                let event_type = TypeLabel(row).name();
                 Outcome::ALL.map(|outcome| {
                     metrics::counter!("gigs_notifier_events_received_total", "event_type" => event_type, "outcome" => outcome.label(), "reason" => "")
                 })
@@ -63,15 +87,9 @@ impl IngressMetrics {
         }
     }
 
-    /// Count one delivery of `event_type` (the sender's text) with its `handled` type.
-    pub fn count(&self, handled: Option<HandledType>, event_type: &str, outcome: Outcome) {
-        let row = handled
-            .and_then(|h| HandledType::ALL.iter().position(|t| *t == h))
-            .unwrap_or(match type_label(None, event_type) {
-                OTHER_GIGS => HandledType::ALL.len(),
-                _ => HandledType::ALL.len() + 1,
-            });
-        self.received[row][outcome as usize].increment(1);
+    /// Count one delivery of a type labelled `label`.
+    pub fn count(&self, label: TypeLabel, outcome: Outcome) {
+        self.received[label.0][outcome as usize].increment(1);
     }
 
     /// Time from receipt to the store's answer, seconds.
@@ -80,13 +98,23 @@ impl IngressMetrics {
     }
 }
 
-/// The label of a type in logs and metrics: ours verbatim, anything else folded.
-pub fn type_label(handled: Option<HandledType>, event_type: &str) -> &'static str {
-    handled
-        .map(HandledType::type_name)
-        .unwrap_or(if event_type.starts_with("com.gigs.") {
-            OTHER_GIGS
-        } else {
-            OTHER
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_names_its_own_row() {
+        for (row, t) in HandledType::ALL.iter().enumerate() {
+            let label = TypeLabel::of(Some(*t), t.type_name());
+            assert_eq!((label.0, label.name()), (row, t.type_name()));
+        }
+        assert_eq!(
+            TypeLabel::of(None, "com.gigs.sim.updated").name(),
+            "other_gigs"
+        );
+        assert_eq!(TypeLabel::of(None, "jerry@example.com").name(), "other");
+        let rows: std::collections::HashSet<_> =
+            (0..TypeLabel::COUNT).map(|r| TypeLabel(r).name()).collect();
+        assert_eq!(rows.len(), TypeLabel::COUNT, "no two rows share a label");
+    }
 }

@@ -20,7 +20,7 @@ use crate::event::{Envelope, EnvelopeError};
 pub use crate::http_error::ApiError;
 use crate::store::{now_ms, InsertOutcome, NewEvent, Store};
 pub use counters::IngressMetrics;
-use counters::{type_label, Outcome};
+use counters::{Outcome, TypeLabel};
 pub use signature::{sign, SignatureError, Verifier, WebhookSecret};
 
 /// Longest the ingress waits for the store before answering 503.
@@ -108,10 +108,11 @@ async fn ingest(
         tracing::warn!(reason = e.code(), "body refused");
     })?;
     let event_id = envelope.id.as_str();
-    let event_type = type_label(envelope.handled, &envelope.event_type);
+    let label = TypeLabel::of(envelope.handled, &envelope.event_type);
+    let event_type = label.name();
     let counters = &state.counters;
     if envelope.handled.is_none() {
-        counters.count(envelope.handled, &envelope.event_type, Outcome::Ignored);
+        counters.count(label, Outcome::Ignored);
         // A type we do not handle is the sender's text: logged only if it looks like a type.
         let event_type = crate::telemetry::loggable(&envelope.event_type, 100);
         tracing::info!(event_id, %event_type, "event type not handled; acknowledged and ignored");
@@ -146,12 +147,12 @@ async fn ingest(
     Ok(match outcome {
         InsertOutcome::Stored => {
             state.wake.notify_one();
-            counters.count(envelope.handled, &envelope.event_type, Outcome::Accepted);
+            counters.count(label, Outcome::Accepted);
             tracing::debug!(event_id, event_type, "event stored");
             answer(StatusCode::ACCEPTED, "accepted", event_id)
         }
         InsertOutcome::Duplicate => {
-            counters.count(envelope.handled, &envelope.event_type, Outcome::Duplicate);
+            counters.count(label, Outcome::Duplicate);
             tracing::debug!(
                 event_id,
                 event_type,
