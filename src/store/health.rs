@@ -114,6 +114,28 @@ impl Health {
         Err(NotReady::FileReplaced)
     }
 
+    /// Before a batch: a replaced file is never written to, not even once more.
+    pub(super) fn before_write(&self) -> Result<(), super::StoreError> {
+        Ok(self.check_file()?)
+    }
+
+    /// After a batch, before anyone is answered: it counts only if it went to the file a
+    /// restart opens; its outcome says whether writes are failing.
+    pub(super) fn after_write<T>(
+        &self,
+        outcome: Result<T, super::StoreError>,
+    ) -> Result<T, super::StoreError> {
+        let outcome = outcome.and_then(|t| {
+            self.check_file()?;
+            Ok(t)
+        });
+        match &outcome {
+            Ok(_) => self.wrote(),
+            Err(_) => self.write_failed(),
+        }
+        outcome
+    }
+
     /// A batch committed.
     pub fn wrote(&self) {
         if self.failing.swap(false, Ordering::AcqRel) {

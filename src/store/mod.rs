@@ -25,6 +25,7 @@ mod postgres;
 mod rows;
 mod sql;
 mod sqlite;
+mod sqlite_batches;
 mod sqlite_checkpoint;
 mod sqlite_tx;
 mod sqlite_writer;
@@ -97,40 +98,25 @@ impl Store {
     /// Connect, apply the backend's migrations and start the group-commit write queue.
     pub async fn connect_with(url: &str, opts: &StoreOptions) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let (backend, pool, write, health, writers, sqlite) = if url.starts_with("sqlite:") {
+        let turn = WriteTurn::default();
+        let (backend, pool, write, health, writes) = if url.starts_with("sqlite:") {
             let db = sqlite::open(url, opts).await?;
-            // SQLite has one writer anyway: one committing task, in order.
-            (
-                Backend::Sqlite,
-                db.read,
-                db.write,
-                db.health,
-                1,
-                Some(db.writer),
-            )
+            let health = Arc::new(db.health);
+            // SQLite has one writer anyway: a thread of its own takes every batch, in order.
+            let (writes, queue) = Batcher::for_thread(health.clone());
+            sqlite_writer::start(db.path, db.pragmas, queue, health.clone(), turn.clone())
+                .map_err(sqlx::Error::Io)?;
+            (Backend::Sqlite, db.read, db.write, health, writes)
         } else {
             let pool = postgres::open(url, opts).await?;
-            (
-                Backend::Postgres,
-                pool.clone(),
-                pool,
-                Health::without_file(),
-                4,
-                None,
-            )
+            let health = Arc::new(Health::without_file());
+            let writes = Batcher::start_pooled(pool.clone(), 4, "writes", health.clone());
+            (Backend::Postgres, pool.clone(), pool, health, writes)
         };
         let audit = audit::keys(&write, opts.audit_key.clone()).await?;
         audit::fill_missing_hashes(&write, &audit).await?;
-        let health = Arc::new(health);
-        let turn = WriteTurn::default();
         Ok(Self {
-            writes: Batcher::start(
-                write.clone(),
-                writers,
-                "writes",
-                health.clone(),
-                sqlite.map(|writer| (writer, turn.clone())),
-            ),
+            writes,
             turn,
             pool,
             write,

@@ -10,15 +10,16 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
 
 use super::health::{self, Health, NotReady};
-use super::sqlite_writer::SqliteWriter;
 use super::{StoreError, StoreOptions};
 
 /// The opened database: a read pool, the single write connection's pool (writes outside the
-/// group commit), the writer thread (every batch) and the health watch on its file.
+/// group commit), the file and pragmas for the writer thread (every batch), and the health
+/// watch on its file.
 pub(super) struct Opened {
     pub read: AnyPool,
     pub write: AnyPool,
-    pub writer: SqliteWriter,
+    pub path: std::path::PathBuf,
+    pub pragmas: String,
     pub health: Health,
 }
 
@@ -51,11 +52,11 @@ pub(super) async fn open(url: &str, opts: &StoreOptions) -> Result<Opened, Store
     let write = pool(1).connect(&url).await?;
     let path = sqlite_path(&url);
     let health = Health::for_file(&path).map_err(sqlx::Error::Io)?;
-    let writer = SqliteWriter::start(path, pragmas.clone()).map_err(sqlx::Error::Io)?;
     Ok(Opened {
         read: pool(4).connect(&url).await?,
         write,
-        writer,
+        path,
+        pragmas,
         health,
     })
 }

@@ -187,23 +187,21 @@ fn copy_loop(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use crate::store::sqlite_writer::SqliteWriter;
+    use crate::store::sqlite_writer::Committer;
     use crate::store::test_ops::{event_with, migrated_sqlite_file};
 
     #[tokio::test]
     async fn under_steady_commits_the_wal_starts_over_instead_of_growing() {
         let (dir, path) = migrated_sqlite_file("c.db").await;
-        let writer =
-            SqliteWriter::start(path.clone(), crate::store::sqlite::pragmas(None)).unwrap();
+        let mut writer = Committer::new(path.clone(), crate::store::sqlite::pragmas(None)).unwrap();
         // 600 commits of 8 deliveries of 4 KiB: some 40 MiB of WAL frames in all.
         let payload = format!("{{\"pad\":\"{}\"}}", "x".repeat(4096));
         for b in 0..600 {
-            let ops = (0..8)
+            let ops: Vec<_> = (0..8)
                 .map(|i| event_with(&format!("evt_{b}_{i}"), &payload))
                 .collect();
-            writer.write(ops, Duration::from_secs(10)).await.unwrap();
+            writer.commit(&ops).unwrap();
+            writer.committed();
         }
         let wal = std::fs::metadata(dir.path().join("c.db-wal"))
             .unwrap()

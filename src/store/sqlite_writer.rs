@@ -1,12 +1,14 @@
-//! SQLite's writer: every group-commit batch (deliveries, readiness probes, the worker's
-//! finished work and claims) is written by a thread of its own, on a connection of its
-//! own, in one `BEGIN IMMEDIATE … COMMIT`: one hand-off, one fsync, one answer per batch.
+//! SQLite's writer: a thread of its own, on a connection of its own, takes the write
+//! queue's batches itself (deliveries, readiness probes, the worker's finished work and
+//! claims) and writes each in one `BEGIN IMMEDIATE … COMMIT`: one fsync, and its callers
+//! answered from this thread the moment `COMMIT` returned.
 //!
-//! Through sqlx every statement of a batch is a round trip to the connection's thread, and
-//! on a busy two-core machine each round trip costs more than the statement; when the
-//! worker's writes went through sqlx in a second transaction, the deliveries of the same
-//! batch also waited for its commit. Durability is the same: `synchronous=FULL` (the pool's
-//! pragmas) and nobody is answered before `COMMIT` returned.
+//! Through sqlx every statement of a batch was a round trip to the connection's thread,
+//! and on a busy two-core machine each round trip cost more than the statement. When a task
+//! of the async runtime took the batches and handed each to this thread, the thread sat
+//! idle between two batches for a quarter of the time (the task waited its turn among the
+//! requests to be woken, answer and hand over the next batch). Durability is the same:
+//! `synchronous=FULL` (the pool's pragmas) and nobody is answered before `COMMIT` returned.
 //!
 //! The worker's part runs inside a savepoint after the deliveries: if it fails for a reason
 //! of its own (a constraint, a rule of ours), it is rolled back and done again op by op
@@ -18,125 +20,132 @@
 //! The connection is opened read-write without create (a file removed under the service is
 //! never made again, empty) and is thrown away after any failure, so no batch ever runs
 //! inside a transaction SQLite kept open after an I/O error or a full disk. A batch that
-//! overruns its deadline is interrupted. Other writers of this process (lease renewals,
-//! operator commands through the pool) take turns with this one through the store's turn
-//! lock; writers in other processes (the CLI) wait in SQLite's busy handler. Copying the
-//! WAL back into the file is left to a thread of its own ([`super::sqlite_checkpoint`]).
+//! overruns its deadline is interrupted; its callers stopped waiting already (each waits at
+//! most the deadline, see [`super::batch::Batcher`]), and a write whose caller stopped
+//! waiting before its batch began is not written. Other writers of this process (lease
+//! renewals, operator commands through the pool) take turns with this one through the
+//! store's turn lock; writers in other processes (the CLI) wait in SQLite's busy handler.
+//! Copying the WAL back into the file is left to a thread of its own
+//! ([`super::sqlite_checkpoint`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::Instant;
 
-use rusqlite::{Connection, InterruptHandle, TransactionBehavior};
-use tokio::sync::oneshot;
+use rusqlite::{Connection, TransactionBehavior};
 
 use super::apply::{self, Outcomes};
-use super::batch::WriteOp;
+use super::batch::{self, Queued, WriteOp, BATCH_DEADLINE};
+use super::health::Health;
+use super::sqlite_batches as batches;
 use super::sqlite_checkpoint::Checkpoints;
 use super::sqlite_tx::SqliteTx;
-use super::StoreError;
+use super::{StoreError, WriteTurn};
 
 type Answer = Result<Outcomes, rusqlite::Error>;
 
-struct Job {
-    ops: Vec<WriteOp>,
-    reply: oneshot::Sender<Answer>,
+/// SQLite virtual-machine steps between two looks at the batch's deadline.
+const STEPS_PER_LOOK: i32 = 1_000;
+
+/// Start the writer for the database file at `path` (`pragmas` run on every connection it
+/// opens), taking its writes from `queue` until every sender is gone.
+pub(super) fn start(
+    path: PathBuf,
+    pragmas: String,
+    queue: flume::Receiver<Queued>,
+    health: Arc<Health>,
+    turn: WriteTurn,
+) -> std::io::Result<()> {
+    let committer = Committer::new(path, pragmas)?;
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || serve(committer, &queue, &health, &turn))?;
+    Ok(())
 }
 
-/// Handle to the writer thread; the thread ends when the handle is dropped.
-pub(super) struct SqliteWriter {
-    jobs: mpsc::Sender<Job>,
-    /// Interrupts the statement running now (a batch past its deadline).
-    interrupt: Arc<Mutex<Option<InterruptHandle>>>,
-}
-
-impl SqliteWriter {
-    /// Start the writer for the database file at `path`; `pragmas` are run on every
-    /// connection it opens.
-    pub(super) fn start(path: PathBuf, pragmas: String) -> std::io::Result<Self> {
-        let (jobs, rx) = mpsc::channel::<Job>();
-        let interrupt = Arc::new(Mutex::new(None));
-        let handle = interrupt.clone();
-        let checkpoints = Checkpoints::start(path.clone(), pragmas.clone())?;
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || serve(&path, &pragmas, rx, &handle, &checkpoints))?;
-        Ok(Self { jobs, interrupt })
-    }
-
-    /// Write `ops` in one transaction; answers once it is committed, or with the error that
-    /// stopped it (nothing of it is then committed), or after `deadline`.
-    pub(super) async fn write(
-        &self,
-        ops: Vec<WriteOp>,
-        deadline: Duration,
-    ) -> Result<Outcomes, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { ops, reply })
-            .map_err(|_| StoreError::Closed)?;
-        match tokio::time::timeout(deadline, answer).await {
-            Ok(Ok(result)) => result.map_err(StoreError::Sqlite),
-            Ok(Err(_)) => Err(StoreError::Closed),
-            Err(_) => {
-                if let Some(handle) = self
-                    .interrupt
-                    .lock()
-                    .ok()
-                    .as_deref()
-                    .and_then(Option::as_ref)
-                {
-                    handle.interrupt();
-                }
-                Err(StoreError::Timeout(deadline))
-            }
-        }
-    }
-}
-
-/// The thread: one batch at a time, until the handle is dropped.
+/// The thread: one batch at a time, each answered before the next is taken.
 fn serve(
-    path: &Path,
-    pragmas: &str,
-    jobs: mpsc::Receiver<Job>,
-    interrupt: &Mutex<Option<InterruptHandle>>,
-    checkpoints: &Checkpoints,
+    mut committer: Committer,
+    queue: &flume::Receiver<Queued>,
+    health: &Health,
+    turn: &WriteTurn,
 ) {
-    let mut conn: Option<Connection> = None;
-    let set_interrupt = |handle: Option<InterruptHandle>| {
-        if let Ok(mut slot) = interrupt.lock() {
-            *slot = handle;
-        }
-    };
-    for job in jobs {
-        if job.reply.is_closed() {
-            // Its caller gave up waiting (the batch deadline) and answered with an error:
-            // written now, it would be a delivery stored after its 503, or a claim nobody
-            // works on.
+    let mut held = Vec::new();
+    while let Some(mut batch) = batches::next_batch(queue, std::mem::take(&mut held)) {
+        held = batches::hold_back_work(&mut batch);
+        // A caller that stopped waiting (its deadline) was answered with an error: written
+        // now, it would be a delivery stored after its 503, or a claim nobody works on.
+        batch.retain(|(_, reply)| !reply.is_closed());
+        if batch.is_empty() {
             continue;
         }
-        let gate = checkpoints.hold_off();
-        let result = match conn.as_mut() {
-            Some(c) => write(c, &job.ops),
-            None => open(path, pragmas).and_then(|mut c| {
-                set_interrupt(Some(c.get_interrupt_handle()));
-                checkpoints.reopened();
-                let result = write(&mut c, &job.ops);
-                conn = Some(c);
-                result
-            }),
+        let (replies, ops): (Vec<_>, Vec<_>) = batch.into_iter().map(|(op, r)| (r, op)).unzip();
+        batch::record_size("writes", ops.len());
+        let written = {
+            let _turn = turn.blocking_lock();
+            health.before_write().and_then(|()| {
+                health.after_write(committer.commit(&ops).map_err(StoreError::Sqlite))
+            })
         };
+        let committed = written.is_ok();
+        let answers = written.unwrap_or_else(|e| batch::failed(e, ops.len(), "writes"));
+        let locked = batch::answer(replies, answers);
+        if committed {
+            committer.committed();
+        }
+        if let Some(e) = locked {
+            batches::turn_away_deliveries(queue, &mut held, &e);
+        }
+    }
+}
+
+/// The writer's connection (opened on first use, and again after a failure) and the
+/// thread that copies its commits back into the file.
+pub(super) struct Committer {
+    path: PathBuf,
+    pragmas: String,
+    conn: Option<Connection>,
+    checkpoints: Checkpoints,
+}
+
+impl Committer {
+    pub(super) fn new(path: PathBuf, pragmas: String) -> std::io::Result<Self> {
+        let checkpoints = Checkpoints::start(path.clone(), pragmas.clone())?;
+        Ok(Self {
+            path,
+            pragmas,
+            conn: None,
+            checkpoints,
+        })
+    }
+
+    /// Write `ops` in one transaction; `Ok` once it is committed, or the error that stopped
+    /// it (nothing of it is then committed, and the connection is closed).
+    pub(super) fn commit(&mut self, ops: &[WriteOp]) -> Answer {
+        let _gate = self.checkpoints.hold_off();
+        let conn = match self.conn.as_mut() {
+            Some(c) => c,
+            None => {
+                let c = open(&self.path, &self.pragmas)?;
+                self.checkpoints.reopened();
+                self.conn.insert(c)
+            }
+        };
+        let deadline = Instant::now() + BATCH_DEADLINE;
+        conn.progress_handler(STEPS_PER_LOOK, Some(move || Instant::now() >= deadline));
+        let result = write(conn, ops);
         if result.is_err() {
             // Closed, not reused: closing rolls back whatever SQLite still holds open.
-            set_interrupt(None);
-            conn = None;
+            self.conn = None;
         }
-        drop(gate);
-        let committed = result.is_ok();
-        let _ = job.reply.send(result);
-        if committed {
-            checkpoints.committed();
-        }
+        result
+    }
+}
+
+impl Committer {
+    /// After answering a commit's callers: the checkpoint thread copies it soon.
+    pub(super) fn committed(&self) {
+        self.checkpoints.committed();
     }
 }
 
@@ -167,6 +176,8 @@ fn write(conn: &mut Connection, ops: &[WriteOp]) -> Answer {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::oneshot;
+
     use super::*;
     use crate::store::batch::WriteOut;
     use crate::store::test_ops::{
@@ -178,13 +189,9 @@ mod tests {
     async fn a_failing_worker_part_is_rolled_back_while_the_deliveries_of_its_batch_commit() {
         let (_dir, path) = migrated_sqlite_file("w.db").await;
         // The claimed events the completions finish, held by the completions' token.
-        let writer = SqliteWriter::start(path.clone(), String::new()).unwrap();
+        let mut writer = Committer::new(path.clone(), String::new()).unwrap();
         let setup = writer
-            .write(
-                vec![event("evt_claimed"), event("evt_good")],
-                Duration::from_secs(5),
-            )
-            .await
+            .commit(&[event("evt_claimed"), event("evt_good")])
             .unwrap();
         assert!(matches!(
             setup[0],
@@ -212,7 +219,7 @@ mod tests {
             good_completion("evt_good"),
             claim,
         ];
-        let out = writer.write(batch, Duration::from_secs(5)).await.unwrap();
+        let out = writer.commit(&batch).map_err(StoreError::Sqlite).unwrap();
 
         failed_alone(&out, "recipient hashes");
         // The claim ran twice (in the part, rolled back, then alone): it counts once.
@@ -259,22 +266,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_whose_caller_gave_up_is_not_written() {
+    async fn writes_are_answered_from_the_thread_except_those_whose_caller_gave_up() {
         let (_dir, path) = migrated_sqlite_file("g.db").await;
-        let writer = SqliteWriter::start(path.clone(), String::new()).unwrap();
-        let (reply, answer) = oneshot::channel();
+        let (tx, rx) = flume::bounded(8);
+        let (given_up, answer) = oneshot::channel();
         drop(answer); // what a deadline does to the waiting caller
-        writer
-            .jobs
-            .send(Job {
-                ops: vec![event("evt_given_up")],
-                reply,
-            })
-            .unwrap();
-        writer
-            .write(vec![event("evt_waited_for")], Duration::from_secs(5))
-            .await
-            .unwrap();
+        tx.send((event("evt_given_up"), given_up)).unwrap();
+        let (waited, answer) = oneshot::channel();
+        tx.send((event("evt_waited_for"), waited)).unwrap();
+        let health = Arc::new(Health::for_file(&path).unwrap());
+        start(
+            path.clone(),
+            String::new(),
+            rx,
+            health,
+            WriteTurn::default(),
+        )
+        .unwrap();
+        let stored = answer.await.expect("answered").unwrap();
+        assert!(matches!(stored, WriteOut::Inserted(InsertOutcome::Stored)));
         let conn = Connection::open(&path).unwrap();
         let ids: Vec<String> = conn
             .prepare("SELECT id FROM events ORDER BY id")
