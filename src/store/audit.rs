@@ -210,7 +210,7 @@ impl Store {
     /// while its notice is still stored (a dead letter an operator has not dealt with).
     /// Returns (records, attempts) deleted.
     pub async fn purge_audit(&self, before: i64) -> Result<(u64, u64), StoreError> {
-        let _turn = self.turn.lock().await;
+        let _turn = self.take_turn().await?;
         let mut tx = self.write.begin().await?;
         let records = sqlx::query(
             "DELETE FROM notice_audit WHERE finished_at < $1 AND NOT EXISTS \

@@ -32,7 +32,7 @@ pub(super) type Queued = (WriteOp, Reply);
 pub struct Batcher {
     tx: flume::Sender<Queued>,
     /// SQLite: how long a caller waits in all, and the health its timing out marks.
-    wait: Option<Arc<Health>>,
+    wait: Option<(Duration, Arc<Health>)>,
 }
 
 impl Batcher {
@@ -40,7 +40,7 @@ impl Batcher {
     /// most [`BATCH_DEADLINE`] (the thread cannot be stopped inside a stuck `fsync`).
     pub(super) fn for_thread(health: Arc<Health>) -> (Self, flume::Receiver<Queued>) {
         let (tx, rx) = flume::bounded(4 * MAX_BATCH);
-        let wait = Some(health);
+        let wait = Some((BATCH_DEADLINE, health));
         (Self { tx, wait }, rx)
     }
 
@@ -73,17 +73,39 @@ impl Batcher {
                 .map_err(|_| StoreError::Closed)?;
             answer.await.map_err(|_| StoreError::Closed)?
         };
-        let Some(health) = &self.wait else {
+        let Some((wait, health)) = &self.wait else {
             return queued.await;
         };
-        tokio::time::timeout(BATCH_DEADLINE, queued)
+        tokio::time::timeout(*wait, queued)
             .await
             .unwrap_or_else(|_| {
                 // Nothing committed in time: readiness says so until a batch commits. The
                 // write, dropped here, is not written if the writer has not begun it.
                 health.write_failed();
-                Err(StoreError::Timeout(BATCH_DEADLINE))
+                Err(StoreError::Timeout(*wait))
             })
+    }
+
+    /// The same queue, its callers waiting at most `wait` (tests of the deadline).
+    #[cfg(test)]
+    pub(super) fn waiting_at_most(&self, wait: Duration) -> Self {
+        let health = self.wait.as_ref().map(|(_, h)| h.clone());
+        Self {
+            tx: self.tx.clone(),
+            wait: health.map(|h| (wait, h)),
+        }
+    }
+}
+
+/// Held by whatever takes from the queue: when it stops, even by a panic, the writes still
+/// queued are answered (`Closed`) at once instead of waiting for a reader that is gone. On
+/// PostgreSQL, only the last of its committing tasks does so.
+pub(super) struct CloseOnExit<'a>(pub &'a flume::Receiver<Queued>);
+
+impl Drop for CloseOnExit<'_> {
+    fn drop(&mut self) {
+        // Dropping a reply is the caller's `Closed`.
+        self.0.try_iter().for_each(drop);
     }
 }
 
@@ -127,6 +149,7 @@ async fn write_loop(
     rx: Arc<Mutex<flume::Receiver<Queued>>>,
     name: &'static str,
 ) {
+    let _close = LastOneCloses(rx.clone());
     loop {
         let batch: Vec<Queued> = {
             let rx = rx.lock().await;
@@ -144,6 +167,20 @@ async fn write_loop(
             .await
             .unwrap_or_else(|e| failed(e, ops.len(), name));
         answer(replies, answers);
+    }
+}
+
+/// [`CloseOnExit`] for the last of the committing tasks sharing a queue.
+struct LastOneCloses(Arc<Mutex<flume::Receiver<Queued>>>);
+
+impl Drop for LastOneCloses {
+    fn drop(&mut self) {
+        // This guard's reference and its task's own: nobody else is left to read.
+        if Arc::strong_count(&self.0) <= 2 {
+            if let Ok(rx) = self.0.try_lock() {
+                drop(CloseOnExit(&rx));
+            }
+        }
     }
 }
 
@@ -212,4 +249,37 @@ pub enum WriteOut {
     Completed(bool),
     Claimed(Vec<super::ClaimedEvent>, Vec<super::ClaimedNotice>),
     Probed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting_queue(wait: Duration) -> (Batcher, flume::Receiver<Queued>, Arc<Health>) {
+        let health = Arc::new(Health::without_file());
+        let (batcher, queue) = Batcher::for_thread(health.clone());
+        (batcher.waiting_at_most(wait), queue, health)
+    }
+
+    #[tokio::test]
+    async fn a_caller_waits_at_most_its_deadline_and_then_writes_count_as_failing() {
+        let (batcher, queue, health) = waiting_queue(Duration::from_millis(20));
+        let out = batcher.write(WriteOp::Probe).await;
+        assert!(matches!(out, Err(StoreError::Timeout(_))), "{out:?}");
+        assert!(health.is_failing(), "readiness says writes are failing");
+        let (_, reply) = queue.try_recv().expect("the write was queued");
+        assert!(reply.is_closed(), "the writer sees it was given up");
+    }
+
+    #[tokio::test]
+    async fn writes_still_queued_when_their_reader_stops_are_answered_at_once() {
+        let (batcher, queue, _) = waiting_queue(Duration::from_secs(3600));
+        let pending = tokio::spawn(async move { batcher.write(WriteOp::Probe).await });
+        while queue.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        drop(CloseOnExit(&queue));
+        let out = pending.await.unwrap();
+        assert!(matches!(out, Err(StoreError::Closed)), "{out:?}");
+    }
 }

@@ -151,6 +151,15 @@ impl Store {
         }
     }
 
+    /// This process's write turn, for a write outside the group commit; waits at most the
+    /// batch deadline: a batch stuck inside the disk must not hold every other writer
+    /// (lease renewals, operator commands, the purge, shutdown's hand-back) with it.
+    async fn take_turn(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+        tokio::time::timeout(batch::BATCH_DEADLINE, self.turn.lock())
+            .await
+            .map_err(|_| StoreError::Timeout(batch::BATCH_DEADLINE))
+    }
+
     /// Store a verified event; returns once it is committed (or found already stored).
     pub async fn insert_event(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
         self.ingest.received.fetch_add(1, Ordering::Relaxed);
@@ -237,7 +246,7 @@ impl Store {
         ids: &[String],
         lease_until: i64,
     ) -> Result<u64, StoreError> {
-        let _turn = self.turn.lock().await;
+        let _turn = self.take_turn().await?;
         let mut total = 0;
         for chunk in ids.chunks(256) {
             let sql = format!(
@@ -263,7 +272,7 @@ impl Store {
         token: &str,
         ids: &[String],
     ) -> Result<u64, StoreError> {
-        let _turn = self.turn.lock().await;
+        let _turn = self.take_turn().await?;
         let mut total = 0;
         for chunk in ids.chunks(256) {
             let sql = format!(
@@ -285,7 +294,7 @@ impl Store {
     /// Hand back everything `token` holds (graceful shutdown), so others need not wait
     /// for the leases to run out.
     pub async fn release(&self, token: &str) -> Result<u64, StoreError> {
-        let _turn = self.turn.lock().await;
+        let _turn = self.take_turn().await?;
         let mut total = 0;
         for queue in [Queue::Events, Queue::Notices] {
             let sql = format!(

@@ -107,7 +107,7 @@ impl Store {
     /// Put a dead letter back in its queue, due now, with a fresh age budget.
     /// `id` may name an event or a notice. Returns whether anything was dead under that id.
     pub async fn retry_dead_letter(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        let _turn = self.turn.lock().await;
+        let _turn = self.take_turn().await?;
         let mut n = 0;
         for queue in [Queue::Events, Queue::Notices] {
             let sql = format!(
@@ -135,7 +135,7 @@ impl Store {
     /// Delete a dead letter for good (an operator decided it needs no delivery); its
     /// stored payload goes with it. Returns whether anything was dead under that id.
     pub async fn purge_dead_letter(&self, id: &str) -> Result<bool, StoreError> {
-        let _turn = self.turn.lock().await;
+        let _turn = self.take_turn().await?;
         let mut n = 0;
         for queue in [Queue::Events, Queue::Notices] {
             let sql = format!(
@@ -156,7 +156,7 @@ impl Store {
     /// stay until an operator deals with them). Returns (events, notices) deleted. Their
     /// audit records stay: see [`Store::purge_audit`].
     pub async fn purge(&self, before: i64) -> Result<(u64, u64), StoreError> {
-        let _turn = self.turn.lock().await;
+        let _turn = self.take_turn().await?;
         let sent = format!(
             "DELETE FROM notices WHERE state = {} AND finished_at < $1",
             State::Sent.sql()

@@ -30,7 +30,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -70,25 +70,31 @@ fn serve(
     health: &Health,
     turn: &WriteTurn,
 ) {
+    let _close = batch::CloseOnExit(queue);
     let mut held = Vec::new();
     while let Some(mut batch) = batches::next_batch(queue, std::mem::take(&mut held)) {
+        drop_given_up(&mut batch);
         held = batches::hold_back_work(&mut batch);
-        // A caller that stopped waiting (its deadline) was answered with an error: written
-        // now, it would be a delivery stored after its 503, or a claim nobody works on.
-        batch.retain(|(_, reply)| !reply.is_closed());
         if batch.is_empty() {
             continue;
         }
-        let (replies, ops): (Vec<_>, Vec<_>) = batch.into_iter().map(|(op, r)| (r, op)).unzip();
-        batch::record_size("writes", ops.len());
-        let written = {
+        let (replies, n, written) = {
             let _turn = turn.blocking_lock();
-            health.before_write().and_then(|()| {
+            // The turn may have taken a while (a purge; another process's lock on a lease
+            // renewal): callers that stopped waiting meanwhile are not written either.
+            drop_given_up(&mut batch);
+            if batch.is_empty() {
+                continue;
+            }
+            let (replies, ops): (Vec<_>, Vec<_>) = batch.drain(..).map(|(op, r)| (r, op)).unzip();
+            batch::record_size("writes", ops.len());
+            let written = health.before_write().and_then(|()| {
                 health.after_write(committer.commit(&ops).map_err(StoreError::Sqlite))
-            })
+            });
+            (replies, ops.len(), written)
         };
         let committed = written.is_ok();
-        let answers = written.unwrap_or_else(|e| batch::failed(e, ops.len(), "writes"));
+        let answers = written.unwrap_or_else(|e| batch::failed(e, n, "writes"));
         let locked = batch::answer(replies, answers);
         if committed {
             committer.committed();
@@ -99,6 +105,12 @@ fn serve(
     }
 }
 
+/// A caller that stopped waiting (its deadline) was answered with an error: written now, it
+/// would be a delivery stored after its 503, or a claim nobody works on.
+fn drop_given_up(batch: &mut Vec<Queued>) {
+    batch.retain(|(_, reply)| !reply.is_closed());
+}
+
 /// The writer's connection (opened on first use, and again after a failure) and the
 /// thread that copies its commits back into the file.
 pub(super) struct Committer {
@@ -106,6 +118,8 @@ pub(super) struct Committer {
     pragmas: String,
     conn: Option<Connection>,
     checkpoints: Checkpoints,
+    /// How long a batch's statements may run before they are interrupted.
+    deadline: Duration,
 }
 
 impl Committer {
@@ -116,6 +130,7 @@ impl Committer {
             pragmas,
             conn: None,
             checkpoints,
+            deadline: BATCH_DEADLINE,
         })
     }
 
@@ -131,7 +146,7 @@ impl Committer {
                 self.conn.insert(c)
             }
         };
-        let deadline = Instant::now() + BATCH_DEADLINE;
+        let deadline = Instant::now() + self.deadline;
         conn.progress_handler(STEPS_PER_LOOK, Some(move || Instant::now() >= deadline));
         let result = write(conn, ops);
         if result.is_err() {
@@ -169,6 +184,8 @@ fn write(conn: &mut Connection, ops: &[WriteOp]) -> Answer {
         &mut out,
     ))?;
     let failed = futures::executor::block_on(apply::work_apart(&mut statements, ops, &mut out))?;
+    // Not past this point: a COMMIT that reached the disk is never reported as interrupted.
+    tx.progress_handler(0, None::<fn() -> bool>);
     tx.commit()?;
     let failed = failed.into_iter().map(|(i, e)| (i, StoreError::Sqlite(e)));
     Ok(apply::outcomes(out, failed.collect()))
@@ -294,5 +311,55 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(ids, ["evt_waited_for"]);
+    }
+
+    #[tokio::test]
+    async fn a_write_given_up_while_the_turn_was_held_elsewhere_is_not_written() {
+        let (_dir, path) = migrated_sqlite_file("t.db").await;
+        let health = Arc::new(Health::for_file(&path).unwrap());
+        let (batcher, queue) = super::batch::Batcher::for_thread(health.clone());
+        let turn = WriteTurn::default();
+        start(path.clone(), String::new(), queue, health, turn.clone()).unwrap();
+        let held = turn.lock().await; // a purge, say, or a renewal waiting on a lock
+        let impatient = batcher.waiting_at_most(Duration::from_millis(50));
+        let out = impatient.write(event("evt_given_up")).await;
+        assert!(matches!(out, Err(StoreError::Timeout(_))), "{out:?}");
+        drop(held);
+        let out = batcher.write(event("evt_waited_for")).await.unwrap();
+        assert!(matches!(out, WriteOut::Inserted(InsertOutcome::Stored)));
+        let conn = Connection::open(&path).unwrap();
+        let ids: Vec<String> = conn
+            .prepare("SELECT id FROM events ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, ["evt_waited_for"]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_past_its_deadline_is_interrupted_and_nothing_of_it_is_kept() {
+        let (_dir, path) = migrated_sqlite_file("d.db").await;
+        let mut writer = Committer::new(path.clone(), String::new()).unwrap();
+        writer.deadline = Duration::ZERO;
+        let ops: Vec<_> = (0..200).map(|i| event(&format!("evt_{i:03}"))).collect();
+        let err = writer.commit(&ops).expect_err("interrupted");
+        assert_eq!(
+            err.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::OperationInterrupted),
+            "{err}"
+        );
+        let conn = Connection::open(&path).unwrap();
+        let stored: i64 = conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 0, "rolled back with the connection");
+        writer.deadline = BATCH_DEADLINE;
+        writer.commit(&ops).expect("a new connection, in time");
+        let stored: i64 = conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 200);
     }
 }
