@@ -160,13 +160,8 @@ async fn write_loop(
                 .chain(rx.try_iter().take(MAX_BATCH - 1))
                 .collect()
         };
-        let (replies, ops): (Vec<_>, Vec<_>) = batch.into_iter().map(|(op, r)| (r, op)).unzip();
-        record_size(name, ops.len());
-        let answers = writer
-            .run(&ops)
-            .await
-            .unwrap_or_else(|e| failed(e, ops.len(), name));
-        answer(replies, answers);
+        let (replies, ops) = split(batch, name);
+        answer(replies, writer.run(&ops).await, name);
     }
 }
 
@@ -184,21 +179,21 @@ impl Drop for LastOneCloses {
     }
 }
 
-/// The batch size histogram.
-pub(super) fn record_size(name: &'static str, n: usize) {
-    metrics::histogram!("gigs_notifier_batch_size", "batch" => name).record(n as f64);
+/// A batch taken apart into its callers' replies and its writes; its size is recorded.
+pub(super) fn split(batch: Vec<Queued>, name: &'static str) -> (Vec<Reply>, Vec<WriteOp>) {
+    metrics::histogram!("gigs_notifier_batch_size", "batch" => name).record(batch.len() as f64);
+    batch.into_iter().map(|(op, reply)| (reply, op)).unzip()
 }
 
-/// `n` answers sharing the failure `e`, which is logged once.
-pub(super) fn failed(e: StoreError, n: usize, name: &str) -> Outcomes {
-    tracing::error!(error = %e, batch = name, writes = n, "batched commit failed; every write in it is answered with an error");
-    let e = Arc::new(e);
-    (0..n).map(|_| Err(e.clone())).collect()
-}
-
-/// Send each caller its answer; returns the error of a write that waited for a lock
-/// another process held, if one did.
-pub(super) fn answer(replies: Vec<Reply>, answers: Outcomes) -> Option<Arc<StoreError>> {
+/// Send each caller its answer (all of them the batch's failure, logged once, if it failed
+/// as a whole); returns the error of a write that waited for a lock another process held,
+/// if one did.
+pub(super) fn answer(
+    replies: Vec<Reply>,
+    written: Result<Outcomes, StoreError>,
+    name: &str,
+) -> Option<Arc<StoreError>> {
+    let answers = written.unwrap_or_else(|e| failed(e, replies.len(), name));
     let locked = answers
         .iter()
         .find_map(|a| a.as_ref().err().filter(|e| e.is_locked()).cloned());
@@ -206,6 +201,13 @@ pub(super) fn answer(replies: Vec<Reply>, answers: Outcomes) -> Option<Arc<Store
         let _ = reply.send(answer.map_err(StoreError::Batch));
     }
     locked
+}
+
+/// `n` answers sharing the failure `e`, which is logged once.
+fn failed(e: StoreError, n: usize, name: &str) -> Outcomes {
+    tracing::error!(error = %e, batch = name, writes = n, "batched commit failed; every write in it is answered with an error");
+    let e = Arc::new(e);
+    (0..n).map(|_| Err(e.clone())).collect()
 }
 
 /// What storing an event did.

@@ -78,7 +78,7 @@ fn serve(
         if batch.is_empty() {
             continue;
         }
-        let (replies, n, written) = {
+        let (replies, written) = {
             let _turn = turn.blocking_lock();
             // The turn may have taken a while (a purge; another process's lock on a lease
             // renewal): callers that stopped waiting meanwhile are not written either.
@@ -86,16 +86,14 @@ fn serve(
             if batch.is_empty() {
                 continue;
             }
-            let (replies, ops): (Vec<_>, Vec<_>) = batch.drain(..).map(|(op, r)| (r, op)).unzip();
-            batch::record_size("writes", ops.len());
+            let (replies, ops) = batch::split(batch, "writes");
             let written = health.before_write().and_then(|()| {
                 health.after_write(committer.commit(&ops).map_err(StoreError::Sqlite))
             });
-            (replies, ops.len(), written)
+            (replies, written)
         };
         let committed = written.is_ok();
-        let answers = written.unwrap_or_else(|e| batch::failed(e, n, "writes"));
-        let locked = batch::answer(replies, answers);
+        let locked = batch::answer(replies, written, "writes");
         if committed {
             committer.committed();
         }
@@ -198,7 +196,7 @@ mod tests {
     use super::*;
     use crate::store::batch::WriteOut;
     use crate::store::test_ops::{
-        bad_completion, event, failed_alone, good_completion, migrated_sqlite_file,
+        bad_completion, event, failed_alone, good_completion, migrated_sqlite_file, stored_ids,
     };
     use crate::store::InsertOutcome;
 
@@ -302,15 +300,7 @@ mod tests {
         .unwrap();
         let stored = answer.await.expect("answered").unwrap();
         assert!(matches!(stored, WriteOut::Inserted(InsertOutcome::Stored)));
-        let conn = Connection::open(&path).unwrap();
-        let ids: Vec<String> = conn
-            .prepare("SELECT id FROM events ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(ids, ["evt_waited_for"]);
+        assert_eq!(stored_ids(&path), ["evt_waited_for"]);
     }
 
     #[tokio::test]
@@ -327,15 +317,7 @@ mod tests {
         drop(held);
         let out = batcher.write(event("evt_waited_for")).await.unwrap();
         assert!(matches!(out, WriteOut::Inserted(InsertOutcome::Stored)));
-        let conn = Connection::open(&path).unwrap();
-        let ids: Vec<String> = conn
-            .prepare("SELECT id FROM events ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(ids, ["evt_waited_for"]);
+        assert_eq!(stored_ids(&path), ["evt_waited_for"]);
     }
 
     #[tokio::test]
@@ -350,16 +332,13 @@ mod tests {
             Some(rusqlite::ErrorCode::OperationInterrupted),
             "{err}"
         );
-        let conn = Connection::open(&path).unwrap();
-        let stored: i64 = conn
-            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(stored, 0, "rolled back with the connection");
+        assert_eq!(
+            stored_ids(&path).len(),
+            0,
+            "rolled back with the connection"
+        );
         writer.deadline = BATCH_DEADLINE;
         writer.commit(&ops).expect("a new connection, in time");
-        let stored: i64 = conn
-            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(stored, 200);
+        assert_eq!(stored_ids(&path).len(), 200);
     }
 }

@@ -35,6 +35,14 @@ pub(super) async fn migrated_sqlite_file(name: &str) -> (tempfile::TempDir, std:
     (dir, path)
 }
 
+/// The ids of the events stored in the SQLite file at `path`, in order.
+pub(super) fn stored_ids(path: &std::path::Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut ids = conn.prepare("SELECT id FROM events ORDER BY id").unwrap();
+    let ids = ids.query_map([], |r| r.get(0)).unwrap();
+    ids.collect::<Result<_, _>>().unwrap()
+}
+
 /// The claimed event `evt_claimed` (token `wkr_test`) finished with a notice but without
 /// its recipient hash: refused, so nothing of it may be written.
 pub(super) fn bad_completion() -> WriteOp {
