@@ -87,6 +87,15 @@ impl RoundDb {
         }
     }
 
+    /// A directory on the database's disk: the SQLite file's, or for PostgreSQL (assumed
+    /// on this machine) the system's temporary directory.
+    pub fn dir(&self) -> std::path::PathBuf {
+        match &self._dir {
+            Some(d) => d.path().to_path_buf(),
+            None => std::env::temp_dir(),
+        }
+    }
+
     /// Drop the PostgreSQL database (the SQLite directory goes with `self`).
     pub async fn remove(self) {
         if let Some((admin, name)) = &self.pg {

@@ -6,10 +6,12 @@
 //!
 //! Rooms: `scenarios` (a round and its phases), `load` (the load tool), `requests` (signed
 //! events), `fakes` (Core API and mail fakes), `children` (the processes under test),
-//! `database` (each round's database), `report` (what is printed), `floor` (the bare endpoint).
+//! `database` (each round's database), `disk` (the fsync probe beside it), `report` (what is
+//! printed), `floor` (the bare endpoint).
 
 mod children;
 mod database;
+mod disk;
 mod fakes;
 mod floor;
 mod load;

@@ -32,13 +32,16 @@ pub fn round(no: usize, r: &Round) {
         None => "e2e n/a (worker paused)".to_string(),
     };
     println!(
-        "  round {}: ingest {:.0}/s ({:.2} of floor, {:.0} µs CPU/event), floor {:.0}/s, ack p99 @2000/s {:.2} ms, {e2e}, peak RSS {:.1} MiB",
+        "  round {}: ingest {:.0}/s ({:.2} of floor, {:.0} µs CPU/event), floor {:.0}/s, ack p99 @2000/s {:.2} ms (disk: {} of {} fsyncs stalled, longest {:.1} ms), {e2e}, peak RSS {:.1} MiB",
         no + 1,
         r.ingest_per_s,
         r.ingest_per_s / r.floor_per_s,
         r.ingest_cpu_us,
         r.floor_per_s,
         r.ack_p99_ms,
+        r.disk.count,
+        r.disk.probes,
+        r.disk.longest_ms,
         r.peak_rss_mib
     );
 }
@@ -115,6 +118,12 @@ pub fn table(opts: &Options, rounds: &[Round]) {
         ack99,
         m(|r| r.ack_p999_ms),
         verdict(ack99 <= 10.0)
+    );
+    println!(
+        "| the disk meanwhile: a plain fsync beside the database, stalls >= {} ms / longest, ms | {:.0} / {:.1} | | |",
+        crate::disk::STALL.as_millis(),
+        m(|r| r.disk.count as f64),
+        m(|r| r.disk.longest_ms)
     );
     match (mo(|r| r.e2e_p50_ms), mo(|r| r.e2e_p99_ms)) {
         (Some(p50), Some(p99)) => println!(

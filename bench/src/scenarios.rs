@@ -7,6 +7,9 @@
 //! 4. open loop at 500/s offered: end-to-end latency, due time to the mail fake's receipt;
 //! 5. the service's peak RSS (`VmHWM`) over the round.
 //!
+//! During phase 3 a probe fsyncs a file of its own beside the database ([`crate::disk`]),
+//! so a round whose acknowledgements were late because the disk stalled says so.
+//!
 //! With the worker paused (`WORKER_PAUSED=true`) nothing is delivered: phases 1-3 and 5
 //! run, the delivery and end-to-end figures are not taken.
 
@@ -19,6 +22,7 @@ use gigs_notifier::config::WebhookSecret;
 
 use crate::children::ChildProc;
 use crate::database::{Backend, RoundDb};
+use crate::disk::{DiskProbe, Stalls};
 use crate::fakes::{drain, Fakes};
 use crate::load::{closed_loop, histogram, ms, open_loop};
 use crate::requests::prepare;
@@ -83,17 +87,19 @@ pub struct Round {
     /// CPU of `serve` during the ingest phase per acknowledged event, µs: less sensitive to
     /// what else the shared machine runs than the rates are.
     pub ingest_cpu_us: f64,
+    /// The disk probe's fsyncs during the ack phase.
+    pub disk: Stalls,
 }
 
 /// Run round `no` on its own database, removed afterwards whatever happened.
 pub async fn round(no: usize, opts: &Options, fakes: &Fakes) -> anyhow::Result<Round> {
     let db = RoundDb::create(&opts.backend).await?;
-    let result = measure(no, opts, fakes, &db.url).await;
+    let result = measure(no, opts, fakes, &db).await;
     db.remove().await;
     result
 }
 
-async fn measure(no: usize, opts: &Options, fakes: &Fakes, db_url: &str) -> anyhow::Result<Round> {
+async fn measure(no: usize, opts: &Options, fakes: &Fakes, db: &RoundDb) -> anyhow::Result<Round> {
     let sink = &fakes.sink;
     let secret = WebhookSecret::random();
     let whsec = secrecy::ExposeSecret::expose_secret(&secret.to_whsec()).to_string();
@@ -103,7 +109,7 @@ async fn measure(no: usize, opts: &Options, fakes: &Fakes, db_url: &str) -> anyh
         ("GIGS_PROJECT", "bench".to_string()),
         ("GIGS_TOKEN", "bench-token".to_string()),
         ("MAIL_URL", format!("{}/mail/send", fakes.mail)),
-        ("DATABASE_URL", db_url.to_string()),
+        ("DATABASE_URL", db.url.clone()),
         ("WORKER_PAUSED", opts.worker_paused.to_string()),
         (
             "RUST_LOG",
@@ -163,7 +169,10 @@ async fn measure(no: usize, opts: &Options, fakes: &Fakes, db_url: &str) -> anyh
     // 3. Ack latency at 2,000 events/s offered.
     let n = (2000.0 * opts.open_loop_secs) as usize;
     let p = prepare(&secret, &format!("r{no}a"), n);
-    let load = open_loop(service.port, Arc::new(p.requests), 2000.0, opts.concurrency).await?;
+    let probe = DiskProbe::start(&db.dir())?;
+    let load = open_loop(service.port, Arc::new(p.requests), 2000.0, opts.concurrency).await;
+    r.disk = probe.stop()?;
+    let load = load?;
     if load.ok != n {
         bail!("ack phase: only {} of {n} acknowledged", load.ok);
     }
