@@ -40,7 +40,7 @@ pub struct DiskProbe {
 impl DiskProbe {
     /// Start probing with a file of its own in `dir`.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        let path = dir.join("bench-fsync-probe");
+        let path = dir.join(format!("bench-fsync-probe-{}", std::process::id()));
         let file = std::fs::File::create(&path)
             .with_context(|| format!("disk probe: cannot create {}", path.display()))?;
         let stop = Arc::new(AtomicBool::new(false));
