@@ -51,7 +51,8 @@ impl Backend {
 /// One round's database; call [`RoundDb::remove`] when done with it.
 pub struct RoundDb {
     pub url: String,
-    _dir: Option<tempfile::TempDir>,
+    /// SQLite's temporary directory, removed when this is dropped.
+    tmp: Option<tempfile::TempDir>,
     pg: Option<(String, String)>,
 }
 
@@ -62,7 +63,7 @@ impl RoundDb {
                 let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
                 Ok(Self {
                     url: format!("sqlite://{}", dir.path().join("bench.db").display()),
-                    _dir: Some(dir),
+                    tmp: Some(dir),
                     pg: None,
                 })
             }
@@ -80,7 +81,7 @@ impl RoundDb {
                 url.set_path(&name);
                 Ok(Self {
                     url: url.to_string(),
-                    _dir: None,
+                    tmp: None,
                     pg: Some((admin.clone(), name)),
                 })
             }
@@ -90,7 +91,7 @@ impl RoundDb {
     /// A directory on the database's disk: the SQLite file's, or for PostgreSQL (assumed
     /// on this machine) the system's temporary directory.
     pub fn dir(&self) -> std::path::PathBuf {
-        match &self._dir {
+        match &self.tmp {
             Some(d) => d.path().to_path_buf(),
             None => std::env::temp_dir(),
         }
